@@ -1,0 +1,34 @@
+"""The configuration system: config classes, the plugin registry and the Hydra wiring.
+
+A config is a tree of dataclasses. A member typed with a `ReplaceableBase` namespace is a slot:
+`renderer_class_type=LSTMRenderer` picks the implementation and
+`renderer_LSTMRenderer_args.hidden_size=32` sets it.
+"""
+from .bases import Configurable, ReplaceableBase
+from .defaults import enable_get_default_args, get_default_args, get_default_args_field
+from .errors import ConfigError, PluginImportError
+from .expand import expand_args_fields, is_expanded, run_auto_creation
+from .members import MemberKind, MemberSpec
+from .prune import remove_unused_components
+from .registry import UNDEFAULTED, LateRegistrationWarning, registry
+from .validate import validate_config
+
+__all__ = [
+    "Configurable",
+    "ConfigError",
+    "LateRegistrationWarning",
+    "MemberKind",
+    "MemberSpec",
+    "PluginImportError",
+    "ReplaceableBase",
+    "UNDEFAULTED",
+    "enable_get_default_args",
+    "expand_args_fields",
+    "get_default_args",
+    "get_default_args_field",
+    "is_expanded",
+    "registry",
+    "remove_unused_components",
+    "run_auto_creation",
+    "validate_config",
+]

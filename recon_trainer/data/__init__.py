@@ -1,0 +1,1 @@
+"""Data: the data-source slot and (later) batch types, cameras and dataset providers."""

@@ -1,0 +1,1 @@
+"""Training: the model-factory, optimizer-factory and training-loop slots."""

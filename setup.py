@@ -1,0 +1,29 @@
+"""Install recon_trainer: the framework, the built-in plugins and the packaged configs."""
+from setuptools import find_packages, setup
+
+setup(
+    name="recon_trainer",
+    version="0.1.0",
+    description="One Hydra-configured trainer for 3D reconstruction and geometry estimation.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recon_trainer", "recon_trainer.*", "plugins", "plugins.*"])
+    + ["recon_trainer.configs"],
+    # The YAML configs live in the top-level configs/ folder and are installed as the
+    # package recon_trainer.configs, so `--config-name X` works from any directory.
+    package_dir={"recon_trainer.configs": "configs"},
+    package_data={"recon_trainer.configs": ["*.yaml", "**/*.yaml"], "plugins": ["**/*.yaml"]},
+    install_requires=[
+        "torch>=2.1",
+        "hydra-core>=1.3,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "recon_runner=recon_trainer.cli.runner:main",
+        ],
+    },
+)
