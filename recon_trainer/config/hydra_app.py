@@ -16,11 +16,11 @@ from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from .defaults import get_default_args
-from .errors import ConfigError, did_you_mean
-from .validate import validate_config
+from .errors import ConfigError
+from .validate import unknown_key_message, validate_config
 
 ROOT_CONFIG_NAME = "default_config"
 PACKAGED_CONFIGS = "pkg://recon_trainer.configs"
@@ -86,20 +86,20 @@ def compose_config(
 def describe_composition_error(error: BaseException, overrides: Sequence[str]) -> str:
     """One message for a failed composition: where (file or override), which dotted key, what
     was expected, and the closest valid key."""
+    # Hydra wraps the OmegaConf error that names the key; its own text says where it came from.
     source = _error_source(error, overrides)
     cause = _first_cause_with_key(error)
-    if isinstance(cause, ConfigKeyError):
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         full_key = cause.full_key
         parent = cause.parent_node
         prefix = full_key.rsplit(".", 1)[0] + "." if "." in full_key else ""
         if isinstance(parent, DictConfig) and _is_schema_node(parent):
-            valid = [str(k) for k in parent.keys()]
-            return f"{source}: unknown key '{full_key}'{did_you_mean(str(cause.key), valid, prefix=prefix)}"
-        return f"{source}: '{full_key}' is a new key in a dictionary; add it with +{full_key}=..."
+            return source + unknown_key_message(OmegaConf.get_type(parent), str(cause.key), prefix)
+        return f"{source}'{full_key}' is a new key in a dictionary; add it with +{full_key}=..."
     if isinstance(cause, ValidationError):
         reason = str(cause).split("\n", 1)[0]
-        return f"{source}: bad value for '{cause.full_key}': {reason}"
-    return f"{source}: {str(error).strip()}"
+        return f"{source}bad value for '{cause.full_key}': {reason}"
+    return source + str(error).strip()
 
 
 def _is_schema_node(node: DictConfig) -> bool:
@@ -119,15 +119,15 @@ def _error_source(error: BaseException, overrides: Sequence[str]) -> str:
     message = str(error)
     in_file = re.match(r"In '([^']+)'", message)
     if in_file:
-        return f"config '{in_file.group(1)}'"
+        return f"config '{in_file.group(1)}': "
     mentioned = re.search(r"override (?:'([^']+)'|(\S+))", message)
     if mentioned:
         key = mentioned.group(1) or mentioned.group(2).split("=", 1)[0]
         for override in overrides:
             if override.lstrip("+~").split("=", 1)[0] == key:
-                return f"command-line override '{override}'"
-        return f"command-line override '{mentioned.group(1) or mentioned.group(2)}'"
-    return "config"
+                return f"command-line override '{override}': "
+        return f"command-line override '{mentioned.group(1) or mentioned.group(2)}': "
+    return ""
 
 
 def hydra_args_parser():

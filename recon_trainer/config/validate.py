@@ -10,7 +10,7 @@ from typing import List
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
-from .members import MemberSpec
+from .members import ARGS_SUFFIX, MemberSpec
 from .registry import UNDEFAULTED, late_registration_message, registry, unknown_implementation_message
 
 
@@ -27,11 +27,7 @@ def config_problems(cfg: DictConfig, path: str = "") -> List[str]:
     if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
         return _nested_problems(cfg, path, skip=set())
     field_names = [f.name for f in dataclasses.fields(schema)]
-    problems = [
-        f"unknown key '{path}{key}'{did_you_mean(key, field_names, prefix=path)}"
-        for key in cfg.keys()
-        if key not in field_names
-    ]
+    problems = [unknown_key_message(schema, str(key), path) for key in cfg.keys() if key not in field_names]
     selected_branches = set()
     unselected = set()
     for spec in getattr(schema, "_processed_members", {}).values():
@@ -48,6 +44,24 @@ def config_problems(cfg: DictConfig, path: str = "") -> List[str]:
                 selected_branches.add(spec.args_key())
     skip = (unselected - selected_branches) | {k for k in cfg.keys() if k not in field_names}
     return problems + _nested_problems(cfg, path, skip)
+
+
+def unknown_key_message(schema: type, key: str, path: str = "") -> str:
+    """Why `key` is not in `schema`'s config, with the closest valid key. An args key of an
+    implementation that is not registered says so and lists the registered ones."""
+    for spec in getattr(schema, "_processed_members", {}).values():
+        start, end = spec.name + "_", ARGS_SUFFIX
+        if spec.kind.replaceable and key.startswith(start) and key.endswith(end) and len(key) > len(start + end):
+            impl_name = key[len(start) : -len(end)]
+            choices = [impl.__name__ for impl in registry.get_all(spec.base)]
+            if impl_name not in choices:
+                return (
+                    f"unknown key '{path}{key}': {impl_name} is not registered for {spec.base.__name__}"
+                    f"{did_you_mean(impl_name, choices) or ';'} choices: {', '.join(choices) or 'none'} "
+                    f"(is the plugin that defines {impl_name} imported?)"
+                )
+    field_names = [f.name for f in dataclasses.fields(schema)]
+    return f"unknown key '{path}{key}'{did_you_mean(key, field_names, prefix=path)}"
 
 
 def _nested_problems(cfg: DictConfig, path: str, skip: set) -> List[str]:
