@@ -85,10 +85,8 @@ def _check_class_type(cfg: DictConfig, schema: type, spec: MemberSpec, path: str
     if OmegaConf.is_missing(cfg, spec.type_key):
         return None, unknown_implementation_message(slot, UNDEFAULTED, spec.base, choices)
     chosen = cfg[spec.type_key]
-    if chosen is None:
-        if spec.kind.optional:
-            return None, None
-        return None, f"{slot} cannot be None: {spec.name} is required; choices: {', '.join(choices)}"
+    if chosen is None:  # only an Optional slot's class type can hold None
+        return None, None
     if chosen not in choices:
         return None, unknown_implementation_message(slot, chosen, spec.base, choices)
     if chosen not in spec.implementations:

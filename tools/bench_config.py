@@ -1,0 +1,83 @@
+"""Benchmark the configuration system: expanding, building defaults, dumping, pruning, composing.
+
+    python tools/bench_config.py [--depth 5] [--width 4] [--repeats 5]
+
+A synthetic hierarchy: every level is a namespace with `width` implementations, each holding
+ten plain fields and a slot for the next level, so the default config has about
+width**depth args blocks. Prints seconds per operation (best of `repeats`); also composes the
+Experiment through Hydra as recon_runner does (with the line-fit example plugin, until built-in
+methods fill its slots). Times only, no assertions.
+"""
+import argparse
+import time
+from typing import Callable, List
+
+from omegaconf import OmegaConf
+
+import plugins.examples.line_fit  # noqa: F401  (fills Experiment's slots for the compose timing)
+from recon_trainer.config import ReplaceableBase, expand_args_fields, get_default_args, registry
+from recon_trainer.config import remove_unused_components
+from recon_trainer.config.hydra_app import compose_config, store_root_config
+from recon_trainer.experiment import Experiment
+
+
+def make_hierarchy(depth: int, width: int) -> type:
+    """The root namespace's first implementation of a `depth`-level tree of slots."""
+    child_namespace = None
+    for level in reversed(range(depth)):
+        namespace = type(f"Level{level}", (ReplaceableBase,), {"__module__": __name__})
+        for index in range(width):
+            annotations = {f"value_{k}": float for k in range(10)}
+            body = {f"value_{k}": float(k) for k in range(10)}
+            if child_namespace is not None:
+                annotations["child"] = child_namespace
+                body["child_class_type"] = f"Level{level + 1}Impl0"
+                annotations["child_class_type"] = str
+            body.update(__annotations__=annotations, __module__=__name__)
+            registry.register(type(f"Level{level}Impl{index}", (namespace,), body))
+        child_namespace = namespace
+    return registry.get(child_namespace, "Level0Impl0")
+
+
+def best_time(function: Callable[[], object], repeats: int) -> float:
+    times: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--width", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    root = make_hierarchy(args.depth, args.width)
+    start = time.perf_counter()
+    expand_args_fields(root)
+    first_expand = time.perf_counter() - start
+    cfg = get_default_args(root)
+    n_keys = len(OmegaConf.to_yaml(cfg).splitlines())
+    print(f"synthetic hierarchy: depth {args.depth}, width {args.width}, {n_keys} YAML lines")
+    print(f"  expand_args_fields (root only, first call)  {first_expand * 1e3:9.2f} ms")
+    print(f"  get_default_args (expands the whole tree)   {best_time(lambda: get_default_args(root), args.repeats) * 1e3:9.2f} ms")
+    print(f"  OmegaConf.to_yaml dump                      {best_time(lambda: OmegaConf.to_yaml(cfg, sort_keys=False), args.repeats) * 1e3:9.2f} ms")
+    print(f"  remove_unused_components                    {best_time(lambda: remove_unused_components(get_default_args(root)), args.repeats) * 1e3:9.2f} ms  (includes a fresh get_default_args)")
+
+    start = time.perf_counter()
+    store_root_config(Experiment)
+    store_time = time.perf_counter() - start
+    experiment_cfg = get_default_args(Experiment)
+    n_lines = len(OmegaConf.to_yaml(experiment_cfg).splitlines())
+    print(f"Experiment: {n_lines} YAML lines")
+    print(f"  plugin discovery + expand + store in ConfigStore  {store_time * 1e3:9.2f} ms")
+    print(f"  get_default_args(Experiment)                      {best_time(lambda: get_default_args(Experiment), args.repeats) * 1e3:9.2f} ms")
+    compose = lambda: compose_config("example_line_fit", overrides=["seed=3"])  # noqa: E731
+    print(f"  compose_config (Hydra compose + validation)       {best_time(compose, args.repeats) * 1e3:9.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
