@@ -33,7 +33,10 @@ def _fail(error: Exception) -> None:
 
 
 def run_experiment(cfg: DictConfig) -> None:
-    """Hydra task: check the composed config, build the Experiment and run it."""
+    """Hydra task: check the composed config, build the Experiment and run it.
+
+    Checked again here because multirun jobs are composed by Hydra alone.
+    """
     try:
         validate_config(cfg)
         experiment = Experiment(**cfg)
@@ -52,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             return
         store_root_config(Experiment)
         args = hydra_args_parser().parse_args(argv)
-        if needs_preflight(args):
+        if needs_preflight(args):  # compose once to report user errors before Hydra runs
             compose_config(args.config_name or ROOT_CONFIG_NAME, args.overrides, args.config_path, args.config_dir)
     except (ConfigError, PluginImportError) as error:
         _fail(error)

@@ -28,7 +28,11 @@ def discover_plugins() -> List[str]:
     global _discovered
     if _discovered is None:
         _discovered = []  # set first: a plugin module may expand classes while importing
-        _discovered += _import_builtin_plugins() + _load_entry_points()
+        try:
+            _discovered += _import_builtin_plugins() + _load_entry_points()
+        except PluginImportError:
+            _discovered = None  # a later call reports the failure again instead of skipping it
+            raise
     return _discovered
 
 
