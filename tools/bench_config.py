@@ -48,6 +48,10 @@ def best_time(function: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def yaml_lines(cfg) -> int:
+    return len(OmegaConf.to_yaml(cfg).splitlines())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depth", type=int, default=5)
@@ -55,29 +59,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
+    def report(label: str, function: Callable[[], object], note: str = "") -> None:
+        print(f"  {label:<48} {best_time(function, args.repeats) * 1e3:9.2f} ms{note}")
+
     root = make_hierarchy(args.depth, args.width)
     start = time.perf_counter()
     expand_args_fields(root)
     first_expand = time.perf_counter() - start
     cfg = get_default_args(root)
-    n_keys = len(OmegaConf.to_yaml(cfg).splitlines())
-    print(f"synthetic hierarchy: depth {args.depth}, width {args.width}, {n_keys} YAML lines")
-    print(f"  expand_args_fields (root only, first call)  {first_expand * 1e3:9.2f} ms")
-    print(f"  get_default_args (expands the whole tree)   {best_time(lambda: get_default_args(root), args.repeats) * 1e3:9.2f} ms")
-    print(f"  OmegaConf.to_yaml dump                      {best_time(lambda: OmegaConf.to_yaml(cfg, sort_keys=False), args.repeats) * 1e3:9.2f} ms")
-    print(f"  remove_unused_components                    {best_time(lambda: remove_unused_components(get_default_args(root)), args.repeats) * 1e3:9.2f} ms  (includes a fresh get_default_args)")
+    print(f"synthetic hierarchy: depth {args.depth}, width {args.width}, {yaml_lines(cfg)} YAML lines")
+    print(f"  {'expand_args_fields (root only, first call)':<48} {first_expand * 1e3:9.2f} ms")
+    report("get_default_args (expands the whole tree)", lambda: get_default_args(root))
+    report("OmegaConf.to_yaml dump", lambda: OmegaConf.to_yaml(cfg, sort_keys=False))
+    report("remove_unused_components", lambda: remove_unused_components(get_default_args(root)),
+           "  (includes a fresh get_default_args)")
 
     start = time.perf_counter()
     store_root_config(Experiment)
     store_time = time.perf_counter() - start
-    experiment_cfg = get_default_args(Experiment)
-    n_lines = len(OmegaConf.to_yaml(experiment_cfg).splitlines())
-    print(f"Experiment: {n_lines} YAML lines")
-    print(f"  plugin discovery + expand + store in ConfigStore  {store_time * 1e3:9.2f} ms")
-    print(f"  get_default_args(Experiment)                      {best_time(lambda: get_default_args(Experiment), args.repeats) * 1e3:9.2f} ms")
-    compose = lambda: compose_config("example_line_fit", overrides=["seed=3"])  # noqa: E731
-    print(f"  compose_config (Hydra compose + validation)       {best_time(compose, args.repeats) * 1e3:9.2f} ms")
-
+    print(f"Experiment: {yaml_lines(get_default_args(Experiment))} YAML lines")
+    print(f"  {'plugin discovery + expand + store in ConfigStore':<48} {store_time * 1e3:9.2f} ms")
+    report("get_default_args(Experiment)", lambda: get_default_args(Experiment))
+    report("compose_config (Hydra compose + validation)",
+           lambda: compose_config("example_line_fit", overrides=["seed=3"]))
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ from recon_trainer.config import (
 )
 from recon_trainer.config.members import classify
 
-from .fruits import Banana, Fruit, FruitBowl, Kiwi, MainTest, Orange, Pear, Pineapple
+from .fruits import Fruit, FruitBowl, Kiwi, MainTest, Orange, Pear, Pineapple
 
 
 def test_is_expanded_only_for_the_class_itself():
