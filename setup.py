@@ -16,14 +16,28 @@ setup(
     package_data={"recon_trainer.configs": ["*.yaml", "**/*.yaml"], "plugins": ["**/*.yaml"]},
     install_requires=[
         "torch>=2.1",
+        "torchvision",
         "hydra-core>=1.3,<1.4",
         "omegaconf>=2.3,<2.4",
         "numpy",
+        "accelerate>=0.30",
+        "tqdm",
+        "matplotlib",
+        "pillow",
+        "imageio>=2.30",
+        "imageio-ffmpeg",
+        "trimesh>=4",
+        "embreex",
+        "lpips",
+        "tensorboard",
+        "mlflow>=2.10",
+        "visdom",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={
         "console_scripts": [
             "recon_runner=recon_trainer.cli.runner:main",
+            "recon_visualizer=recon_trainer.cli.visualizer:main",
         ],
     },
 )

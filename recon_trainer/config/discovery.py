@@ -29,11 +29,19 @@ def discover_plugins() -> List[str]:
     if _discovered is None:
         _discovered = []  # set first: a plugin module may expand classes while importing
         try:
-            _discovered += _import_builtin_plugins() + _load_entry_points()
+            _discovered += _import_framework_modules() + _import_builtin_plugins() + _load_entry_points()
         except PluginImportError:
             _discovered = None  # a later call reports the failure again instead of skipping it
             raise
     return _discovered
+
+
+def _import_framework_modules() -> List[str]:
+    from recon_trainer.builtins import BUILTIN_MODULES
+
+    for name in BUILTIN_MODULES:
+        importlib.import_module(name)
+    return list(BUILTIN_MODULES)
 
 
 def _import_builtin_plugins() -> List[str]:

@@ -1,0 +1,112 @@
+"""recon_visualizer: render a trained experiment along a fly-around and write mp4 videos.
+
+    recon_visualizer exp_dir=runs/nerf n_eval_cameras=40 render_size=[64,64] video_size=[256,256]
+
+Arguments are `key=value` (OmegaConf's command-line syntax); every key of
+`visualize_reconstruction` may be given. Videos of RGB, depth and mask go to exp_dir/video/.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from omegaconf import OmegaConf
+
+from recon_trainer.config import ConfigError, enable_get_default_args, expand_args_fields, get_default_args
+from recon_trainer.config.errors import did_you_mean
+from recon_trainer.config.saved import load_saved_config
+from recon_trainer.data.cameras import join_cameras
+from recon_trainer.experiment import Experiment
+from recon_trainer.rendering.trajectory import circular_trajectory
+from recon_trainer.visualization.flyaround import render_trajectory
+from recon_trainer.visualization.video import colorize_depth, to_uint8_frames, write_video
+
+PROG = "recon_visualizer"
+CONFIG_FILE = "expconfig.yaml"
+
+
+def visualize_reconstruction(
+    exp_dir: str = "",
+    output_directory: Optional[str] = None,
+    render_size: Tuple[int, int] = (128, 128),
+    video_size: Optional[Tuple[int, int]] = None,
+    n_eval_cameras: int = 40,
+    fps: int = 20,
+    split: str = "train",
+    device: str = "auto",
+    drop_unknown_keys: bool = False,
+) -> Dict[str, str]:
+    """Render the experiment in `exp_dir` (saved config, latest checkpoint) along a circle.
+
+    render_size: (H, W) the model renders at; video_size: (H, W) of the videos (render_size if
+    None); split: whose cameras the circle is fitted to; output_directory: exp_dir/video if None;
+    drop_unknown_keys: ignore keys of an expconfig.yaml written by another version.
+    Returns the paths of the "rgb", "depth" and "mask" videos.
+    """
+    if not exp_dir:
+        raise ConfigError("exp_dir is required: the folder of a run (it holds expconfig.yaml)")
+    expand_args_fields(Experiment)
+    cfg = load_saved_config(os.path.join(exp_dir, CONFIG_FILE), Experiment, drop_unknown_keys)
+    cfg.exp_dir = exp_dir
+    _prepare_for_rendering(cfg, render_size)
+    experiment = Experiment(**cfg)
+    datasets, _ = experiment.data_source.get_datasets_and_dataloaders()
+    dataset = getattr(datasets, split, None)
+    if dataset is None:
+        raise ConfigError(f"split={split!r} has no dataset in this experiment; choose train, val or test")
+    run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
+    cameras = circular_trajectory(join_cameras([dataset[i].camera for i in range(len(dataset))]), n_eval_cameras)
+    frames = render_trajectory(model, cameras, tuple(render_size), run_device)
+    size = tuple(video_size) if video_size is not None else tuple(render_size)
+    videos = {
+        "rgb": frames["rgb"],
+        "depth": colorize_depth(frames["depth"], frames["mask"]),
+        "mask": frames["mask"],
+    }
+    out_dir = output_directory or os.path.join(exp_dir, "video")
+    paths = {}
+    for name, video in videos.items():
+        paths[name] = os.path.join(out_dir, f"{name}.mp4")
+        write_video(paths[name], to_uint8_frames(video, size), fps=fps)
+    print(f"{PROG}: wrote {', '.join(paths.values())} ({len(cameras)} frames, {size[0]}x{size[1]})")
+    return paths
+
+
+enable_get_default_args(visualize_reconstruction)
+
+
+def _prepare_for_rendering(cfg, render_size: Sequence[int]) -> None:
+    """Load the latest checkpoint (it must exist) and render at `render_size` (H, W)."""
+    factory = cfg[f"model_factory_{cfg.model_factory_class_type}_args"]
+    if "force_resume" in factory:
+        factory.force_resume = True
+    model_args = factory.get(f"model_{factory.get('model_class_type')}_args")
+    if model_args is not None and "render_image_height" in model_args:
+        model_args.render_image_height, model_args.render_image_width = int(render_size[0]), int(render_size[1])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of recon_visualizer: `key=value` arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.strip())
+        print("\narguments and defaults:\n" + OmegaConf.to_yaml(get_default_args(visualize_reconstruction)))
+        return
+    defaults = get_default_args(visualize_reconstruction)
+    try:
+        cli = OmegaConf.from_cli(argv)
+        for key in cli.keys():
+            if key not in defaults:
+                raise ConfigError(f"unknown argument '{key}'{did_you_mean(str(key), defaults.keys())}")
+        args = OmegaConf.merge(defaults, cli)
+        visualize_reconstruction(**args)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

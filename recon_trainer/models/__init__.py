@@ -1,0 +1,1 @@
+"""Models: the protocol every trainable model follows, and the generic NVS models."""

@@ -1,0 +1,1 @@
+"""Rendering pieces shared by the novel-view-synthesis methods: rays, samplers, raymarchers."""

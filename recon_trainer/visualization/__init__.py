@@ -1,0 +1,1 @@
+"""Visualisation: fly-around renders of a trained model and video files."""
