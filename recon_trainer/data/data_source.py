@@ -3,7 +3,12 @@ import abc
 import dataclasses
 from typing import Any, Optional, Tuple
 
-from recon_trainer.config import ReplaceableBase
+from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+
+# These modules use DatasetMap / DataLoaderMap from here only inside functions: no import cycle.
+from recon_trainer.data.data_loader_map_provider import DataLoaderMapProviderBase
+from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
+from recon_trainer.data.providers.builtin_scene import BuiltinScene
 
 
 @dataclasses.dataclass
@@ -30,3 +35,35 @@ class DataSourceBase(ReplaceableBase):
     @abc.abstractmethod
     def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
         """The datasets and the loaders over them."""
+
+
+@registry.register
+class ReconDataSource(DataSourceBase):
+    """Datasets from `dataset_map_provider`, batched by `data_loader_map_provider`.
+
+    When the provider has no data path (e.g. BlenderDatasetMapProvider with an empty base_dir) it
+    trains on `builtin_scene` instead and prints one line saying so and where the scene is cached.
+    """
+
+    dataset_map_provider: DatasetMapProviderBase
+    dataset_map_provider_class_type: str = "BlenderDatasetMapProvider"
+    data_loader_map_provider: DataLoaderMapProviderBase
+    data_loader_map_provider_class_type: str = "SimpleDataLoaderMapProvider"
+    builtin_scene: BuiltinScene
+
+    def __post_init__(self) -> None:
+        run_auto_creation(self)
+
+    def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
+        provider = self.dataset_map_provider
+        if provider.data_path() is None:
+            print(
+                f"recon_trainer: no dataset path given ({type(provider).__name__}.{provider.PATH_FIELD}); "
+                f"training on the built-in scene {self.builtin_scene.describe()} "
+                f"cached in {self.builtin_scene.cache_folder()}",
+                flush=True,
+            )
+            datasets = self.builtin_scene.get_dataset_map()
+        else:
+            datasets = provider.get_dataset_map()
+        return datasets, self.data_loader_map_provider.get_data_loader_map(datasets)

@@ -1,0 +1,28 @@
+"""The dataset_map_provider slot of ReconDataSource: which frames make up train, val and test."""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Optional
+
+from recon_trainer.config import ReplaceableBase
+
+if TYPE_CHECKING:  # data_source imports this module to build ReconDataSource's slot
+    from recon_trainer.data.data_source import DatasetMap
+
+
+class DatasetMapProviderBase(ReplaceableBase):
+    """Builds the train / val / test datasets; their items are single-frame FrameData.
+
+    `PATH_FIELD` names the config field that `data_path()` reads, for messages to users.
+    """
+
+    PATH_FIELD = "base_dir"
+
+    @abc.abstractmethod
+    def get_dataset_map(self) -> DatasetMap:
+        """The datasets of each split (None for a split the provider does not have)."""
+
+    @abc.abstractmethod
+    def data_path(self) -> Optional[str]:
+        """The folder the data comes from, or None when the user gave none (then ReconDataSource
+        falls back to the built-in scene)."""

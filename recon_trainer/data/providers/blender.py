@@ -1,0 +1,329 @@
+"""NeRF's Blender ("nerf_synthetic") dataset layout: reading, writing, and its dataset map provider.
+
+Layout of `base_dir`, as in the original NeRF release:
+
+    transforms_train.json, transforms_val.json, transforms_test.json
+        {"camera_angle_x": <horizontal field of view, radians>,
+         "frames": [{"file_path": "./train/r_0", "rotation": <float, unused>,
+                     "transform_matrix": <4x4 camera-to-world, OpenGL axes: x right, y up, looking down -z>}, ...]}
+    train/r_0.png, ...   RGBA images (straight alpha) at file_path + ".png"
+
+Optional extra, written by this project's renderer: `<file_path>_depth.npy`, a float32 (H, W) array of
+view-space depth (pytorch3d Z, scene units, 0 = no surface) beside each image.
+
+Images: alpha becomes `fg_probability`; `image_rgb` is the colour composited over `bg_color`
+(default black, i.e. premultiplied alpha, matching a model that renders on a black background).
+The principal point is the image centre, and fx = fy = 0.5 * W / tan(0.5 * camera_angle_x) pixels.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recon_trainer.config import registry
+from recon_trainer.data.cameras import PerspectiveCameras, cameras_from_opengl_c2w, opengl_c2w_from_cameras
+from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
+from recon_trainer.data.datasets import SingleSceneDataset
+from recon_trainer.data.frame_data import FrameData
+
+if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
+    from recon_trainer.data.data_source import DatasetMap
+
+SPLITS = ("train", "val", "test")
+# Frame type of each split: train views are known, val and test views are held out.
+SPLIT_FRAME_TYPES = {"train": "train_known", "val": "test_unseen", "test": "test_unseen"}
+DEPTH_SUFFIX = "_depth.npy"
+
+
+class BlenderFormatError(ValueError):
+    """A Blender-layout dataset file is missing or malformed; the message names the file."""
+
+
+def transforms_path(base_dir: str, split: str) -> str:
+    """The path of `transforms_<split>.json` in base_dir."""
+    return os.path.join(base_dir, f"transforms_{split}.json")
+
+
+def read_blender_dataset_map(
+    base_dir: str,
+    *,
+    sequence_name: str,
+    downscale_factor: int = 1,
+    bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+) -> DatasetMap:
+    """Train, val and test SingleSceneDatasets of a Blender-layout folder.
+
+    Frame numbers run over train, then val, then test, so they are unique within the sequence.
+    """
+    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
+
+    datasets = {}
+    frame_number = 0
+    for split in SPLITS:
+        frames = read_blender_split(
+            base_dir,
+            split,
+            sequence_name=sequence_name,
+            downscale_factor=downscale_factor,
+            bg_color=bg_color,
+            first_frame_number=frame_number,
+        )
+        frame_number += len(frames)
+        datasets[split] = SingleSceneDataset(frames)
+    return DatasetMap(**datasets)
+
+
+def read_blender_split(
+    base_dir: str,
+    split: str,
+    *,
+    sequence_name: str,
+    downscale_factor: int = 1,
+    bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+    first_frame_number: int = 0,
+) -> List[FrameData]:
+    """The frames of `transforms_<split>.json`, each a single-frame FrameData (see the module doc)."""
+    if downscale_factor < 1:
+        raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor}")
+    if len(bg_color) != 3:
+        raise ValueError(f"bg_color must be 3 numbers (R, G, B in [0, 1]), got {list(bg_color)}")
+    path = transforms_path(base_dir, split)
+    meta = _read_transforms(path, base_dir)
+    loaded = []
+    for index, entry in enumerate(meta["frames"]):
+        c2w, image_path = _check_frame(path, index, entry)
+        rgba = _read_rgba(path, index, image_path)
+        depth = _read_depth(path, index, image_path, rgba.shape[:2])
+        loaded.append((c2w, image_path, *_frame_images(rgba, depth, downscale_factor, bg_color)))
+    sizes = {tuple(image_rgb.shape[1:]) for _, _, image_rgb, *_ in loaded}
+    if len(sizes) > 1:
+        raise BlenderFormatError(f"{path}: the images have different sizes {sorted(sizes)}; expected one size")
+    has_depth = any(depth is not None for *_, depth, _ in loaded)
+    h, w = sizes.pop()
+    mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
+    frames = []
+    for offset, (c2w, image_path, image_rgb, fg_probability, depth, depth_mask) in enumerate(loaded):
+        if has_depth and depth is None:  # a frame without a depth file: depth unknown everywhere
+            depth, depth_mask = torch.zeros(1, h, w), torch.zeros(1, h, w)
+        frames.append(
+            FrameData(
+                image_rgb=image_rgb,
+                fg_probability=fg_probability,
+                mask_crop=mask_crop,
+                depth_map=depth,
+                depth_mask=depth_mask,
+                camera=_camera(c2w, float(meta["camera_angle_x"]), h, w),
+                image_size_hw=torch.tensor([h, w], dtype=torch.long),
+                frame_number=first_frame_number + offset,
+                sequence_name=sequence_name,
+                frame_type=SPLIT_FRAME_TYPES.get(split, "test_unseen"),
+                image_path=image_path,
+            )
+        )
+    return frames
+
+
+def _read_transforms(path: str, base_dir: str) -> dict:
+    if not os.path.isfile(path):
+        raise BlenderFormatError(
+            f"Blender dataset: {path} not found; base_dir={base_dir!r} must hold "
+            f"{', '.join(f'transforms_{s}.json' for s in SPLITS)} (NeRF-synthetic layout)"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as error:
+        raise BlenderFormatError(f"{path}: not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise BlenderFormatError(f"{path}: expected a JSON object with 'camera_angle_x' and 'frames'")
+    angle = meta.get("camera_angle_x")
+    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not 0.0 < angle < math.pi:
+        raise BlenderFormatError(
+            f"{path}: 'camera_angle_x' must be the horizontal field of view in radians (0 < angle < pi), got {angle!r}"
+        )
+    if not isinstance(meta.get("frames"), list) or not meta["frames"]:
+        raise BlenderFormatError(f"{path}: 'frames' must be a non-empty list of frames, got {meta.get('frames')!r}")
+    return meta
+
+
+def _check_frame(path: str, index: int, entry: object) -> Tuple[torch.Tensor, str]:
+    """The (4, 4) float64 camera-to-world matrix and the image path of frames[index]."""
+    where = f"{path}: frames[{index}]"
+    if not isinstance(entry, dict):
+        raise BlenderFormatError(f"{where}: expected an object with 'file_path' and 'transform_matrix', got {entry!r}")
+    file_path = entry.get("file_path")
+    if not isinstance(file_path, str) or not file_path:
+        raise BlenderFormatError(f"{where}: 'file_path' must be a non-empty string, got {file_path!r}")
+    try:
+        matrix = np.asarray(entry.get("transform_matrix"), dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.shape not in ((4, 4), (3, 4)) or not np.isfinite(matrix).all():
+        raise BlenderFormatError(
+            f"{where}: 'transform_matrix' must be a 4x4 (or 3x4) list of finite numbers, "
+            f"got {entry.get('transform_matrix')!r}"
+        )
+    c2w = np.eye(4)
+    c2w[: matrix.shape[0]] = matrix
+    image_path = os.path.normpath(os.path.join(os.path.dirname(path), file_path))
+    if os.path.splitext(image_path)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        image_path += ".png"
+    return torch.from_numpy(c2w), image_path
+
+
+def _read_rgba(path: str, index: int, image_path: str) -> np.ndarray:
+    """(H, W, 4) float32 straight-alpha RGBA in [0, 1]; alpha 1 for images without one."""
+    if not os.path.isfile(image_path):
+        raise BlenderFormatError(f"{path}: frames[{index}]: image {image_path} not found")
+    try:
+        with Image.open(image_path) as image:
+            return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+    except OSError as error:
+        raise BlenderFormatError(f"{path}: frames[{index}]: cannot read image {image_path}: {error}") from error
+
+
+def _read_depth(path: str, index: int, image_path: str, size_hw: Tuple[int, int]) -> Optional[np.ndarray]:
+    """(H, W) float32 depth from `<image stem>_depth.npy`, or None when there is no such file."""
+    depth_path = os.path.splitext(image_path)[0] + DEPTH_SUFFIX
+    if not os.path.isfile(depth_path):
+        return None
+    depth = np.load(depth_path, allow_pickle=False)
+    if depth.shape != tuple(size_hw):
+        raise BlenderFormatError(
+            f"{path}: frames[{index}]: depth {depth_path} has shape {depth.shape}, "
+            f"expected the image size {tuple(size_hw)}"
+        )
+    return depth.astype(np.float32)
+
+
+def _frame_images(
+    rgba: np.ndarray, depth: Optional[np.ndarray], factor: int, bg_color: Sequence[float]
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """image_rgb (3, h, w) over bg_color, fg_probability (1, h, w), depth and depth mask (1, h, w).
+
+    rgba: (H, W, 4) straight alpha; depth: (H, W) or None. At factor > 1 the premultiplied colour and
+    the alpha are averaged over factor x factor blocks (sizes that are not multiples of the factor
+    lose their last rows / columns); a depth pixel is valid only where all its block is (depth > 0),
+    and 0 elsewhere. NumPy, not torch: torch's thread pool makes these small operations slow.
+    """
+    alpha = _area_downscale(rgba[..., 3:], factor)
+    premultiplied = _area_downscale(rgba[..., :3] * rgba[..., 3:], factor)
+    background = np.asarray(bg_color, dtype=np.float32)
+    image_rgb = np.clip(premultiplied + background * (1.0 - alpha), 0.0, 1.0)
+    depth_map = depth_mask = None
+    if depth is not None:
+        valid = (depth > 0).astype(np.float32)[..., None]
+        depth_mask = (_area_downscale(valid, factor) > 1.0 - 1e-6).astype(np.float32)
+        depth_map = _area_downscale(depth[..., None] * valid, factor) * depth_mask
+    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+                 for a in (image_rgb, alpha, depth_map, depth_mask))
+
+
+def _area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, C) -> (H // factor, W // factor, C): the mean of each factor x factor block."""
+    if factor == 1:
+        return image
+    h, w, c = image.shape[0] // factor, image.shape[1] // factor, image.shape[2]
+    return image[: h * factor, : w * factor].reshape(h, factor, w, factor, c).mean(axis=(1, 3))
+
+
+def _camera(c2w: torch.Tensor, camera_angle_x: float, h: int, w: int) -> PerspectiveCameras:
+    """A single camera (N=1), float32, from a float64 OpenGL camera-to-world matrix."""
+    focal = 0.5 * w / math.tan(0.5 * camera_angle_x)
+    camera = cameras_from_opengl_c2w(
+        c2w[None],
+        torch.tensor([[focal, focal]], dtype=torch.float64),
+        torch.tensor([[w / 2.0, h / 2.0]], dtype=torch.float64),
+        torch.tensor([[h, w]], dtype=torch.long),
+    )
+    return PerspectiveCameras(
+        R=camera.R.float(),
+        T=camera.T.float(),
+        focal_length=camera.focal_length.float(),
+        principal_point=camera.principal_point.float(),
+        image_size=camera.image_size,
+    )
+
+
+def write_blender_split(
+    base_dir: str,
+    split: str,
+    *,
+    cameras: PerspectiveCameras,
+    rgb: torch.Tensor,
+    mask: torch.Tensor,
+    depth: Optional[torch.Tensor] = None,
+    rotation: float = 0.0,
+) -> None:
+    """Write N views as `transforms_<split>.json` and `<split>/r_<k>.png` (+ `r_<k>_depth.npy`).
+
+    cameras: N cameras sharing one focal length (fx = fy), principal point at the centre.
+    rgb: (N, H, W, 3) in [0, 1], premultiplied; mask: (N, H, W) alpha in [0, 1];
+    depth: (N, H, W) view-space Z or None. rotation: the "rotation" value NeRF's files carry (unused).
+    Files are written in place: write into a temporary folder and rename it for atomicity.
+    """
+    n, h, w = mask.shape
+    camera_angle_x = blender_camera_angle_x(cameras, (h, w))
+    c2w = opengl_c2w_from_cameras(cameras.to("cpu"))
+    os.makedirs(os.path.join(base_dir, split), exist_ok=True)
+    alpha = mask.clamp(0.0, 1.0)[..., None]
+    straight = torch.where(alpha > 0, rgb / alpha.clamp(min=1e-8), torch.zeros_like(rgb)).clamp(0.0, 1.0)
+    rgba = torch.round(torch.cat([straight, alpha], dim=-1) * 255.0).to(torch.uint8).cpu().numpy()
+    frames = []
+    for k in range(n):
+        stem = os.path.join(split, f"r_{k}")
+        Image.fromarray(rgba[k]).save(os.path.join(base_dir, stem + ".png"))
+        if depth is not None:
+            np.save(os.path.join(base_dir, stem + DEPTH_SUFFIX), depth[k].cpu().numpy().astype(np.float32))
+        frames.append(
+            {"file_path": f"./{split}/r_{k}", "rotation": rotation, "transform_matrix": c2w[k].tolist()}
+        )
+    with open(transforms_path(base_dir, split), "w", encoding="utf-8") as f:
+        json.dump({"camera_angle_x": camera_angle_x, "frames": frames}, f, indent=4)
+
+
+def blender_camera_angle_x(cameras: PerspectiveCameras, image_size_hw: Tuple[int, int]) -> float:
+    """The horizontal field of view (radians) of cameras that the Blender layout can express."""
+    focal, principal = cameras.focal_length.double(), cameras.principal_point.double()
+    if not (torch.allclose(focal, focal[:1].expand_as(focal)) and torch.allclose(focal[:, 0], focal[:, 1])):
+        raise ValueError("the Blender layout needs one focal length with fx = fy for every camera")
+    if not torch.allclose(principal, torch.zeros_like(principal), atol=1e-6):
+        raise ValueError("the Blender layout needs the principal point at the image centre")
+    h, w = image_size_hw
+    focal_pixels = float(focal[0, 0]) * min(h, w) / 2.0
+    return 2.0 * math.atan(0.5 * w / focal_pixels)
+
+
+@registry.register
+class BlenderDatasetMapProvider(DatasetMapProviderBase):
+    """A scene in NeRF's Blender layout: transforms_{train,val,test}.json and RGBA PNGs.
+
+    Train frames are train_known, val and test frames test_unseen (format: this module's doc).
+    With `base_dir` left empty, ReconDataSource trains on the built-in scene instead.
+    """
+
+    base_dir: str = ""  # folder holding transforms_{train,val,test}.json, e.g. nerf_synthetic/lego
+    object_name: str = ""  # sequence name of the frames; "" = the name of base_dir's folder
+    downscale_factor: int = 1  # integer image downscaling by area averaging (2: 800x800 -> 400x400)
+    bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind transparent pixels; NeRF's white_bkgd is 1,1,1
+
+    def data_path(self) -> Optional[str]:
+        return self.base_dir or None
+
+    def get_dataset_map(self) -> DatasetMap:
+        if not self.base_dir:
+            raise ValueError("BlenderDatasetMapProvider.base_dir is empty: set it to a Blender-layout folder")
+        name = self.object_name or os.path.basename(os.path.normpath(self.base_dir))
+        return read_blender_dataset_map(
+            self.base_dir,
+            sequence_name=name,
+            downscale_factor=self.downscale_factor,
+            bg_color=tuple(self.bg_color),
+        )
+

@@ -1,0 +1,32 @@
+"""The implicit-function protocol: densities and features at the points of a RayBundle."""
+from typing import Any
+
+import torch
+
+from recon_trainer.config import ReplaceableBase
+from recon_trainer.data.cameras import PerspectiveCameras
+
+from .ray_bundle import RayBundle
+
+
+class ImplicitFunctionBase(ReplaceableBase, torch.nn.Module):
+    """A field evaluated at the points `ray_bundle.ray_points()` (B, ..., P, 3).
+
+    forward returns (densities (B, ..., P, 1), features (B, ..., P, C), aux dict).
+    """
+
+    def forward(
+        self,
+        *,
+        ray_bundle: RayBundle,
+        fun_viewpool: Any | None = None,
+        camera: PerspectiveCameras | None = None,
+        global_code: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def allows_multiple_passes() -> bool:
+        """Whether a model may build several copies of this function (coarse and fine passes)."""
+        return False
