@@ -1,0 +1,113 @@
+"""NeuralRadianceFieldImplicitFunction: NeRF's MLP from harmonic-embedded points to density and colour.
+
+Not implemented from Implicitron's field list: `use_integrated_positional_encoding` (mip-NeRF's
+conical-frustum embedding needs ray radii the RayBundle does not carry) and
+`transformer_dim_down_factor` (NeRFormer only).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+
+from recon_trainer.config import registry
+from recon_trainer.data.cameras import PerspectiveCameras
+from recon_trainer.models.mlp import MLPWithInputSkips
+from recon_trainer.models.radiance_head import RadianceHead
+from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.ray_bundle import RayBundle
+
+
+@registry.register
+class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
+    """NeRF: x -> MLP(embed(x), latent) -> density >= 0 and colour in (0, 1) given the ray direction.
+
+    The per-point input is [harmonic embedding of x (if input_xyz), latent code (latent_dim)], where
+    the latent code is the view-pooled features and/or the global code the parent model passes.
+    """
+
+    n_harmonic_functions_xyz: int = 10  # frequencies of the point embedding
+    n_harmonic_functions_dir: int = 4  # frequencies of the direction embedding
+    n_hidden_neurons_xyz: int = 256  # width of the point MLP
+    n_hidden_neurons_dir: int = 128  # width of the colour MLP's hidden layer
+    n_layers_xyz: int = 8  # layers of the point MLP
+    append_xyz: Tuple[int, ...] = (5,)  # point-MLP layers that re-read the input (skip connections)
+    latent_dim: int = 0  # channels of the latent code per point (set by the parent model)
+    color_dim: int = 3  # channels of the output colour (set by the parent model)
+    input_xyz: bool = True  # embed the point itself (False: the latent code only)
+    xyz_ray_dir_in_camera_coords: bool = False  # express points and directions in the target camera's frame
+
+    def __post_init__(self) -> None:
+        self.xyz_embedding = HarmonicEmbedding(self.n_harmonic_functions_xyz, append_input=True)
+        input_dim = (self.xyz_embedding.get_output_dim(3) if self.input_xyz else 0) + self.latent_dim
+        if input_dim == 0:
+            raise ValueError("NeuralRadianceFieldImplicitFunction: input_xyz=False needs latent_dim > 0 (no input)")
+        self.xyz_encoder = MLPWithInputSkips(
+            n_layers=self.n_layers_xyz,
+            input_dim=input_dim,
+            output_dim=self.n_hidden_neurons_xyz,
+            skip_dim=input_dim,
+            hidden_dim=self.n_hidden_neurons_xyz,
+            input_skips=tuple(self.append_xyz),
+        )
+        self.head = RadianceHead(
+            feature_dim=self.n_hidden_neurons_xyz,
+            n_harmonic_functions_dir=self.n_harmonic_functions_dir,
+            n_hidden_neurons_dir=self.n_hidden_neurons_dir,
+            color_dim=self.color_dim,
+        )
+
+    @staticmethod
+    def allows_multiple_passes() -> bool:
+        return True
+
+    def forward(
+        self,
+        *,
+        ray_bundle: RayBundle,
+        fun_viewpool: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        camera: Optional[PerspectiveCameras] = None,
+        global_code: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, Any]]:
+        """Densities (B, ..., P, 1) and colours (B, ..., P, color_dim) at ray_bundle.ray_points().
+
+        fun_viewpool: world points (B, ..., P, 3) -> pooled source-view features (B, ..., P, D_v).
+        camera: the B target cameras (needed by xyz_ray_dir_in_camera_coords).
+        global_code: (B, D_g) one code per image; D_v + D_g must equal latent_dim.
+        """
+        points_world = ray_bundle.ray_points()
+        points, directions = points_world, ray_bundle.directions
+        if self.xyz_ray_dir_in_camera_coords:
+            if camera is None:
+                raise ValueError("NeuralRadianceFieldImplicitFunction: xyz_ray_dir_in_camera_coords needs the camera")
+            points, directions = _to_camera_frame(camera, points, directions)
+        latent = []
+        if fun_viewpool is not None:
+            latent.append(fun_viewpool(points_world))
+        if global_code is not None:
+            code_shape = (global_code.shape[0],) + (1,) * (points.dim() - 2) + (global_code.shape[-1],)
+            latent.append(global_code.reshape(code_shape).expand(*points.shape[:-1], global_code.shape[-1]))
+        n_latent = sum(code.shape[-1] for code in latent)
+        if n_latent != self.latent_dim:
+            raise ValueError(
+                f"NeuralRadianceFieldImplicitFunction: got {n_latent} latent channels (view pooling + global code), "
+                f"latent_dim is {self.latent_dim}"
+            )
+        parts = ([self.xyz_embedding(points)] if self.input_xyz else []) + latent
+        embedding = torch.cat(parts, dim=-1)
+        features = self.xyz_encoder(embedding, embedding)
+        densities, colors = self.head(features, directions)
+        return densities, colors, {}
+
+
+def _to_camera_frame(
+    camera: PerspectiveCameras, points: torch.Tensor, directions: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """World points (B, ..., P, 3) and directions (B, ..., 3) in the view frames of B cameras."""
+    b = points.shape[0]
+    view_points = camera.world_to_view(points.reshape(b, -1, 3)).reshape(points.shape)
+    view_directions = (directions.reshape(b, -1, 3) @ camera.R).reshape(directions.shape)
+    return view_points, view_directions

@@ -1,0 +1,184 @@
+"""NVSEvaluator: renders each test batch's target view and scores it against the ground truth.
+
+results_test.json (written atomically when `dump_to_json`) is a list with one entry:
+
+    [{"subset": "test", "subsubset": "diff=all",
+      "metrics": {"psnr_full_image": 23.1, "psnr_masked": ..., ...},   # averages over frames
+      "per_frame": [{"sequence_name": "...", "frame_number": 3, "frame_type": "test_unseen",
+                     "psnr_full_image": 22.7, ...}, ...],
+      "eval_epoch": 12}]
+
+Metric names are those of `nvs_metrics.eval_frame`; a metric that is NaN for a frame (e.g. no
+valid depth) is skipped by the average and written as null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import torch
+
+from recon_trainer.config import registry
+from recon_trainer.evaluation.evaluator import EvaluatorBase
+from recon_trainer.evaluation.lpips_loading import LPIPS_MIN_IMAGE_SIZE, load_lpips_alex
+from recon_trainer.evaluation.nvs_metrics import eval_frame
+from recon_trainer.fileio import atomic_write
+from recon_trainer.models.base import EvaluationMode
+
+RESULTS_FILE = "results_test.json"
+# Ground-truth fields of the target frame that the model must not see.
+GROUND_TRUTH_FIELDS = ("image_rgb", "fg_probability", "depth_map", "depth_mask", "mask_crop")
+
+
+def withhold_target(batch: Any) -> Any:
+    """A copy of the FrameData batch in which the target (first frame) has no ground truth.
+
+    A single-frame batch loses the fields (None); with source frames the target's are zeroed.
+    """
+    changes = {}
+    for name in GROUND_TRUTH_FIELDS:
+        value = getattr(batch, name)
+        if value is None:
+            continue
+        if value.shape[0] == 1:
+            changes[name] = None
+        else:
+            value = value.clone()
+            value[0] = 0
+            changes[name] = value
+    return dataclasses.replace(batch, **changes)
+
+
+def _first(value: Any) -> Any:
+    """The first frame's entry of a collated per-frame field, as a JSON-friendly value."""
+    if isinstance(value, torch.Tensor):
+        return value.flatten()[0].item()
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def _json_number(value: float) -> Optional[float]:
+    return None if math.isnan(value) else value
+
+
+@registry.register
+class NVSEvaluator(EvaluatorBase):
+    """Scores the rendered target view of every test batch: PSNR, L1, IoU, depth error, LPIPS.
+
+    The model is called in EVALUATION mode on the batch with the target's ground truth withheld
+    and must return images_render (B, 3, H, W), masks_render and depths_render (B, 1, H, W).
+    """
+
+    lpips_backbone_weights: Optional[str] = None  # torchvision AlexNet state dict file; None: no LPIPS
+    bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour outside the gt mask in masked metrics
+    mask_threshold: float = 0.5  # ground-truth fg_probability >= this is foreground
+
+    def __post_init__(self) -> None:
+        self._lpips: Optional[torch.nn.Module] = None
+        self._lpips_reported = False
+
+    def _lpips_model(self, device: torch.device) -> Optional[torch.nn.Module]:
+        """The LPIPS model on `device`, or None (saying why once) without backbone weights."""
+        if self.lpips_backbone_weights is None:
+            if not self._lpips_reported:
+                print("LPIPS not computed: lpips_backbone_weights is not set (a torchvision AlexNet state dict file)")
+                self._lpips_reported = True
+            return None
+        if self._lpips is None:
+            self._lpips = load_lpips_alex(self.lpips_backbone_weights)
+        self._lpips = self._lpips.to(device)
+        return self._lpips
+
+    def run(
+        self,
+        *,
+        model: torch.nn.Module,
+        dataloader: Iterable,
+        device: torch.device,
+        exp_dir: Optional[str] = None,
+        epoch: Optional[int] = None,
+        dump_to_json: bool = False,
+    ) -> Dict[str, float]:
+        """Average metrics over the loader's batches (one target frame each)."""
+        if dump_to_json and exp_dir is None:
+            raise ValueError("NVSEvaluator.run: dump_to_json=True needs exp_dir")
+        lpips = self._lpips_model(device)
+        was_training = model.training
+        model.eval()
+        per_frame: List[Dict[str, Any]] = []
+        try:
+            with torch.no_grad():
+                for batch in dataloader:
+                    per_frame.append(self._evaluate_batch(model, batch.to(device), lpips))
+        finally:
+            model.train(was_training)
+        averages = _average(per_frame)
+        _print_table(averages, len(per_frame), epoch)
+        if dump_to_json:
+            entry = {
+                "subset": "test",
+                "subsubset": "diff=all",
+                "metrics": {k: _json_number(v) for k, v in averages.items()},
+                "per_frame": [
+                    {k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()} for row in per_frame
+                ],
+                "eval_epoch": epoch,
+            }
+            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps([entry], indent=2))
+        return averages
+
+    def _evaluate_batch(self, model: torch.nn.Module, batch: Any, lpips: Optional[torch.nn.Module]) -> Dict[str, Any]:
+        if batch.image_rgb is None:
+            raise ValueError("NVSEvaluator: a test batch has no image_rgb to compare the render with")
+        preds = model(withhold_target(batch), evaluation_mode=EvaluationMode.EVALUATION)
+        if lpips is not None and min(batch.image_rgb.shape[-2:]) < LPIPS_MIN_IMAGE_SIZE:
+            if not self._lpips_reported:
+                print(f"LPIPS not computed: images smaller than {LPIPS_MIN_IMAGE_SIZE} pixels per side")
+                self._lpips_reported = True
+            lpips = None
+
+        def target(value: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if value is None else value[:1]
+
+        metrics = eval_frame(
+            image_render=preds["images_render"][:1],
+            mask_render=target(preds.get("masks_render")),
+            depth_render=target(preds.get("depths_render")),
+            image_gt=batch.image_rgb[:1],
+            fg_probability=target(batch.fg_probability),
+            depth_gt=target(batch.depth_map),
+            depth_mask=target(batch.depth_mask),
+            mask_crop=target(batch.mask_crop),
+            bg_color=self.bg_color,
+            mask_threshold=self.mask_threshold,
+            lpips=lpips,
+        )
+        row = {
+            "sequence_name": _first(batch.sequence_name),
+            "frame_number": _first(batch.frame_number),
+            "frame_type": _first(batch.frame_type),
+        }
+        row.update({name: float(value[0]) for name, value in metrics.items()})
+        return row
+
+
+def _average(per_frame: List[Dict[str, Any]]) -> Dict[str, float]:
+    """Mean of each metric over the frames where it is not NaN (NaN when it never is)."""
+    names = [k for k in (per_frame[0] if per_frame else {}) if isinstance(per_frame[0][k], float)]
+    averages = {}
+    for name in names:
+        values = [row[name] for row in per_frame if not math.isnan(row.get(name, math.nan))]
+        averages[name] = sum(values) / len(values) if values else math.nan
+    return averages
+
+
+def _print_table(averages: Dict[str, float], n_frames: int, epoch: Optional[int]) -> None:
+    title = f"NVS evaluation: {n_frames} frame(s)" + ("" if epoch is None else f", epoch {epoch}")
+    width = max([len(name) for name in averages] + [6])
+    lines = [title] + [f"  {name:<{width}}  {value:10.4f}" for name, value in averages.items()]
+    print("\n".join(lines))

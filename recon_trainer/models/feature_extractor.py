@@ -1,0 +1,25 @@
+"""The image-feature-extractor slot: per-pixel features of the source views for view pooling.
+
+No implementation is registered yet; GenericModel's `image_feature_extractor_class_type`
+defaults to None.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from recon_trainer.config import ReplaceableBase
+
+
+class FeatureExtractorBase(ReplaceableBase, torch.nn.Module):
+    """Feature maps of a batch of images, consumed by a view pooler."""
+
+    def get_feat_dims(self) -> int:
+        """Total channels of the returned feature maps."""
+        raise NotImplementedError
+
+    def forward(self, imgs: torch.Tensor, masks: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """imgs (B, 3, H, W), masks (B, 1, H, W) -> named feature maps (B, C_i, H_i, W_i)."""
+        raise NotImplementedError
