@@ -6,10 +6,12 @@
 
 A launcher script may import its own plugin modules and then call `main()`.
 """
+import os
 import sys
 from typing import Optional, Sequence
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from recon_trainer.config import ConfigError, PluginImportError, expand_args_fields, validate_config
 from recon_trainer.config.hydra_app import (
@@ -22,9 +24,13 @@ from recon_trainer.config.hydra_app import (
 )
 from recon_trainer.config.listing import format_plugin_listing
 from recon_trainer.experiment import Experiment
+from recon_trainer.fileio import atomic_write
+from recon_trainer.training.distributed import is_main_process
 
 PROG = "recon_runner"
 LIST_PLUGINS_FLAG = "--list-plugins"
+EXPCONFIG_FILE = "expconfig.yaml"  # in exp_dir: the config the run was started with
+OVERRIDES_FILE = "overrides.yaml"  # in exp_dir: the command-line overrides of that start
 
 
 def _fail(error: Exception) -> None:
@@ -33,7 +39,7 @@ def _fail(error: Exception) -> None:
 
 
 def run_experiment(cfg: DictConfig) -> None:
-    """Hydra task: check the composed config, build the Experiment and run it.
+    """Hydra task: check the composed config, build the Experiment, save its config and run it.
 
     Checked again here because multirun jobs are composed by Hydra alone.
     """
@@ -42,7 +48,16 @@ def run_experiment(cfg: DictConfig) -> None:
         experiment = Experiment(**cfg)
     except ConfigError as error:
         _fail(error)
+    if is_main_process():
+        save_run_config(experiment, HydraConfig.get().overrides.task)
     experiment.run()
+
+
+def save_run_config(experiment: Experiment, overrides: Sequence[str]) -> None:
+    """Write exp_dir/expconfig.yaml (the resolved config with only the chosen implementations'
+    args) and exp_dir/overrides.yaml (the command-line overrides), each atomically."""
+    atomic_write(os.path.join(experiment.exp_dir, EXPCONFIG_FILE), OmegaConf.to_yaml(experiment.resolved_config()))
+    atomic_write(os.path.join(experiment.exp_dir, OVERRIDES_FILE), OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

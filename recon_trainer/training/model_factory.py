@@ -1,9 +1,15 @@
-"""The model_factory slot of Experiment: builds the model to train."""
+"""The model_factory slot of Experiment: builds the model to train, restored from a checkpoint."""
 import abc
+import logging
+from typing import Optional
 
 import torch
 
-from recon_trainer.config import ReplaceableBase
+from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+from recon_trainer.models.base import ModelBase
+from recon_trainer.training.checkpoints import TrainingCheckpoint, find_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 class ModelFactoryBase(ReplaceableBase):
@@ -12,3 +18,49 @@ class ModelFactoryBase(ReplaceableBase):
     @abc.abstractmethod
     def __call__(self, *, exp_dir: str) -> torch.nn.Module:
         """The model; `exp_dir` holds the experiment's outputs and checkpoints."""
+
+    def resumed_checkpoint(self) -> Optional[TrainingCheckpoint]:
+        """The checkpoint the last call restored the model from (the experiment restores the
+        optimizer, scheduler, stats and random state from it); None for a fresh model."""
+        return None
+
+
+@registry.register
+class ReconModelFactory(ModelFactoryBase):
+    """Builds `model` and, when a checkpoint of this experiment exists, loads its weights.
+
+    The newest readable checkpoint in exp_dir is used (an unreadable one is reported and the
+    next older one tried), or the end-of-epoch checkpoint of `resume_epoch`.
+    """
+
+    model: ModelBase
+    model_class_type: str = "GenericModel"
+    resume: bool = True  # continue from a checkpoint in exp_dir when there is one
+    resume_epoch: int = -1  # >= 0: resume from the checkpoint saved after this epoch (it must exist)
+    force_resume: bool = False  # resume even if resume=False; fail when exp_dir has no checkpoint
+
+    def __post_init__(self) -> None:
+        run_auto_creation(self)
+        self._resumed: Optional[TrainingCheckpoint] = None
+
+    def __call__(self, *, exp_dir: str) -> torch.nn.Module:
+        model = self.model
+        self._resumed = None
+        if not (self.resume or self.force_resume):
+            return model
+        checkpoint = find_checkpoint(exp_dir, self.resume_epoch if self.resume_epoch >= 0 else None)
+        if checkpoint is None:
+            if self.force_resume:
+                raise FileNotFoundError(f"force_resume=True but {exp_dir} holds no readable checkpoint")
+            return model
+        try:
+            model.load_state_dict(checkpoint.model)
+        except RuntimeError as error:
+            raise RuntimeError(f"checkpoint {checkpoint.path} does not fit the configured model: {error}") from None
+        logger.info("Resuming from %s (epoch %d).", checkpoint.path, checkpoint.epoch)
+        checkpoint.model = {}  # the weights live in the model now
+        self._resumed = checkpoint
+        return model
+
+    def resumed_checkpoint(self) -> Optional[TrainingCheckpoint]:
+        return self._resumed

@@ -1,15 +1,60 @@
 """The training_loop slot of Experiment: how the model is trained and evaluated."""
 import abc
-from typing import Optional
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
 
 import torch
+from accelerate import Accelerator
 
-from recon_trainer.config import ReplaceableBase
+from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
 from recon_trainer.data.data_source import DataLoaderMap
+from recon_trainer.evaluation.evaluator import EvaluatorBase
+from recon_trainer.training.checkpoints import TrainingCheckpoint
+from recon_trainer.training.loggers import check_logger_names
+
+MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
+
+
+@dataclasses.dataclass
+class TrainingSession:
+    """What Experiment.run gives a training loop besides the prepared model, optimizer and loaders.
+
+    accelerator: the run's accelerate.Accelerator (device, processes, mixed precision).
+    seed: the experiment's seed; epoch e starts by seeding every generator with seed + e.
+    config_yaml: the experiment's resolved config, stored in each checkpoint.
+    checkpoint: the checkpoint the run resumes from, with the model, optimizer and scheduler
+        already restored from it; None for a fresh run.
+    """
+
+    accelerator: Accelerator
+    seed: int
+    config_yaml: str = ""
+    checkpoint: Optional[TrainingCheckpoint] = None
 
 
 class TrainingLoopBase(ReplaceableBase):
-    """Trains the model on the loaders, evaluates it and writes results into exp_dir."""
+    """Trains the model on the loaders, evaluates it and writes results into exp_dir.
+
+    A loop needing nothing but the prepared objects implements `run`; one that resumes, uses
+    the accelerator or stores the config overrides `run_in_session` too.
+    """
+
+    def accelerator_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments of the run's accelerate.Accelerator (none by default)."""
+        return {}
+
+    def run_in_session(
+        self,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+        dataloaders: DataLoaderMap,
+        exp_dir: str,
+        session: TrainingSession,
+    ) -> None:
+        """Experiment.run's entry point; by default `run` (the session is not needed)."""
+        self.run(model=model, optimizer=optimizer, scheduler=scheduler, dataloaders=dataloaders, exp_dir=exp_dir)
 
     @abc.abstractmethod
     def run(
@@ -22,3 +67,95 @@ class TrainingLoopBase(ReplaceableBase):
         exp_dir: str,
     ) -> None:
         """Train and evaluate."""
+
+
+@registry.register
+class ReconTrainingLoop(TrainingLoopBase):
+    """Epochs of training with validation and test evaluations, checkpoints, stats and loggers.
+
+    Runs through accelerate: one process, or several under `accelerate launch` (gradients are
+    averaged; only the main process writes files). Each epoch e re-seeds every generator with
+    seed + e, so a resumed run continues exactly where a killed one stopped. A non-finite
+    objective stops the run before the optimizer steps, naming the batch and the loss terms.
+    """
+
+    evaluator: Optional[EvaluatorBase]
+    evaluator_class_type: Optional[str] = "NVSEvaluator"  # None: no validation / test evaluations
+    eval_only: bool = False  # only evaluate the test split (writes results_test.json), no training
+    max_epochs: int = 1000  # the run ends after this many epochs
+    max_steps: int = -1  # budget of optimizer steps over the whole run; -1: no budget
+    validation_interval: int = 1  # validate after epoch e when e % interval == 0; <= 0: never
+    test_interval: int = -1  # evaluate the test split after epoch e when e % interval == 0; <= 0: never
+    test_when_finished: bool = False  # evaluate the test split at the end and write results_test.json
+    clip_grad: float = 0.0  # clip the gradients' total norm to this; 0: no clipping
+    gradient_accumulation_steps: int = 1  # batches whose gradients are summed per optimizer step
+    mixed_precision: str = "no"  # "no", "bf16" (GPU or CPU autocast) or "fp16" (with a gradient scaler on GPUs)
+    store_checkpoints: bool = True  # save a checkpoint after every epoch
+    checkpoint_keep_last: int = 2  # end-of-epoch checkpoints kept (the newest); 0: keep all
+    checkpoint_interval_steps: int = 0  # also save every N optimizer steps inside an epoch; 0: never
+    metric_print_interval: int = 5  # print the status line every N batches; 0: never
+    metric_log_interval_steps: int = 0  # send the step's values to the loggers every N steps; 0: never
+    progress_bar: bool = True  # a tqdm bar on a terminal (never when the output is not a terminal)
+    loggers: Tuple[str, ...] = ("console",)  # any of console, tensorboard, visdom, mlflow
+    visdom_server: str = "http://127.0.0.1"  # visdom logger: server address
+    visdom_port: int = 8097  # visdom logger: server port
+    visdom_env: str = ""  # visdom logger: environment; "": exp_dir's folder name
+    mlflow_tracking_uri: str = ""  # mlflow logger: tracking URI; "": sqlite:///<exp_dir>/mlflow.db
+    mlflow_experiment_name: str = "recon_trainer"  # mlflow logger: experiment name
+    mlflow_run_name: str = ""  # mlflow logger: run name; "": exp_dir's folder name
+
+    def __post_init__(self) -> None:
+        run_auto_creation(self)
+        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"mixed_precision={self.mixed_precision!r} is not supported; "
+                f"choices: {', '.join(MIXED_PRECISION_CHOICES)}"
+            )
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps}: expected >= 1")
+        check_logger_names(self.loggers)
+
+    def accelerator_kwargs(self) -> Dict[str, Any]:
+        return {
+            "mixed_precision": self.mixed_precision,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+    def run_in_session(
+        self,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+        dataloaders: DataLoaderMap,
+        exp_dir: str,
+        session: TrainingSession,
+    ) -> None:
+        from recon_trainer.training.trainer import Trainer
+
+        Trainer(
+            self, model=model, optimizer=optimizer, scheduler=scheduler, dataloaders=dataloaders,
+            exp_dir=exp_dir, session=session,
+        ).run()
+
+    def run(
+        self,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+        dataloaders: DataLoaderMap,
+        exp_dir: str,
+    ) -> None:
+        """Outside an Experiment: a fresh run (no resume) with an accelerator of its own,
+        seeded with torch's initial seed."""
+        from recon_trainer.training.accelerator_setup import create_accelerator, prepare_for_training
+
+        accelerator = create_accelerator(**self.accelerator_kwargs())
+        model.to(accelerator.device)
+        model, optimizer, dataloaders = prepare_for_training(accelerator, model, optimizer, dataloaders)
+        session = TrainingSession(accelerator=accelerator, seed=torch.initial_seed())
+        self.run_in_session(
+            model=model, optimizer=optimizer, scheduler=scheduler, dataloaders=dataloaders, exp_dir=exp_dir,
+            session=session,
+        )

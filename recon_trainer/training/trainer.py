@@ -1,0 +1,321 @@
+"""One training run of ReconTrainingLoop: epochs, evaluations, checkpoints, stats and loggers.
+
+The loop's config (ReconTrainingLoop) stays a plain settings object; the state of a run (step
+counters, stats, loggers) lives here.
+"""
+import itertools
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
+
+import torch
+import tqdm
+from accelerate import skip_first_batches
+
+from recon_trainer.data.data_source import DataLoaderMap
+from recon_trainer.models.base import EvaluationMode
+from recon_trainer.training.checkpoints import (
+    TrainingCheckpoint,
+    config_digest,
+    purge_checkpoints,
+    remove_checkpoints,
+    save_checkpoint,
+    scheduler_state_dict,
+)
+from recon_trainer.training.finite_guard import check_finite_objective
+from recon_trainer.training.loggers import LoggerSettings, MetricLogger, create_loggers
+from recon_trainer.training.random_state import get_rng_state, seed_all, set_rng_state
+from recon_trainer.training.stats import TrainingStats, status_line
+from recon_trainer.training.training_loop import TrainingSession
+
+if TYPE_CHECKING:
+    from recon_trainer.training.training_loop import ReconTrainingLoop
+
+logger = logging.getLogger(__name__)
+
+STATS_PLOT = "train_stats.png"
+
+
+class Trainer:
+    """Runs `settings` (a ReconTrainingLoop) on prepared objects; see ReconTrainingLoop."""
+
+    def __init__(
+        self,
+        settings: "ReconTrainingLoop",
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+        dataloaders: DataLoaderMap,
+        exp_dir: str,
+        session: TrainingSession,
+    ) -> None:
+        self.settings = settings
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.loaders = dataloaders
+        self.exp_dir = exp_dir
+        self.session = session
+        self.accelerator = session.accelerator
+        self.is_main = self.accelerator.is_main_process
+        self.stats = TrainingStats()
+        self.global_step = 0
+        self.start_epoch, self.start_batch = 0, 0
+        self.resume_rng: Optional[Dict[str, Any]] = None
+        checkpoint = session.checkpoint
+        if checkpoint is not None:
+            self.stats.load_state_dict(checkpoint.stats)
+            self.global_step = checkpoint.global_step
+            self.start_epoch, self.start_batch = checkpoint.resume_position
+            self.resume_rng = None if checkpoint.epoch_finished else checkpoint.rng
+            if checkpoint.grad_scaler is not None and self.accelerator.scaler is not None:
+                self.accelerator.scaler.load_state_dict(checkpoint.grad_scaler)
+        self.saved_position = None
+        self.last_checkpoint = "none"
+        if checkpoint is not None:
+            self.saved_position = (checkpoint.epoch, None if checkpoint.epoch_finished else checkpoint.batches_done)
+            self.last_checkpoint = checkpoint.path
+        unwrapped = self.accelerator.unwrap_model(model)
+        self.log_vars = tuple(getattr(unwrapped, "log_vars", ("objective",)))
+        self.loggers: List[MetricLogger] = []
+
+    def run(self) -> None:
+        """Evaluate only, or train (from the resume position) and evaluate as configured."""
+        if self.is_main:
+            self.loggers = create_loggers(self.settings.loggers, self._logger_settings())
+        try:
+            if self.settings.eval_only:
+                self._evaluate_test(dump_to_json=True)
+            else:
+                self._train()
+                if self.settings.test_when_finished:
+                    self._evaluate_test(dump_to_json=True)
+        finally:
+            for metric_logger in self.loggers:
+                metric_logger.close()
+        self.accelerator.wait_for_everyone()  # not after an error: the other processes may be elsewhere
+
+    def _logger_settings(self) -> LoggerSettings:
+        s = self.settings
+        return LoggerSettings(
+            exp_dir=self.exp_dir,
+            resume_step=self.global_step,
+            config_yaml=self.session.config_yaml,
+            visdom_server=s.visdom_server,
+            visdom_port=s.visdom_port,
+            visdom_env=s.visdom_env,
+            mlflow_tracking_uri=s.mlflow_tracking_uri,
+            mlflow_experiment_name=s.mlflow_experiment_name,
+            mlflow_run_name=s.mlflow_run_name,
+        )
+
+    # ---------------------------------------------------------------- training
+
+    def _train(self) -> None:
+        if self.loaders.train is None:
+            raise ValueError("the data source gives no train loader: nothing to train on (eval_only=True evaluates)")
+        if self.session.checkpoint is None and self.is_main and self.settings.store_checkpoints:
+            removed = remove_checkpoints(self.exp_dir)
+            if removed:
+                logger.warning(
+                    "Starting afresh: removed %d checkpoint(s) of an earlier run from %s.", removed, self.exp_dir
+                )
+        for epoch in range(self.start_epoch, self.settings.max_epochs):
+            if self._budget_spent():
+                break
+            if not self._train_epoch(epoch):
+                break
+            self._finish_epoch(epoch)
+        if self._budget_spent():
+            logger.info("Reached max_steps=%d (optimizer steps).", self.settings.max_steps)
+
+    def _budget_spent(self) -> bool:
+        return 0 <= self.settings.max_steps <= self.global_step
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """Train one epoch from the resume position; False when the step budget ran out in it."""
+        s = self.settings
+        first = self.start_batch if epoch == self.start_epoch else 0
+        resume_rng = self.resume_rng if epoch == self.start_epoch else None
+        if first == 0:
+            self.stats.start_epoch(epoch)
+        self._seed_epoch(epoch)
+        n_batches = len(self.loaders.train)
+        if resume_rng is not None and first >= n_batches:  # nothing left to train in this epoch
+            set_rng_state(resume_rng)
+        self.model.train()
+        bar = tqdm.tqdm(
+            total=n_batches, initial=first, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+            disable=True if not (self.is_main and s.progress_bar) else None,  # None: only on a terminal
+        )
+        last_time = time.perf_counter()
+        for batch_index, batch in enumerate(self._batches(first), start=first):
+            if batch_index == first and resume_rng is not None:
+                set_rng_state(resume_rng)  # the generators as they were after batch `first` - 1
+            if self._budget_spent():
+                self._save(epoch, batch_index, epoch_finished=False)
+                bar.close()
+                return False
+            values = self._train_step(epoch, batch_index, batch)
+            now = time.perf_counter()
+            values["sec/it"] = now - last_time
+            last_time = now
+            self.stats.update("train", values)
+            bar.update(1)
+            if self.accelerator.sync_gradients:
+                self.global_step += 1
+                if s.metric_log_interval_steps > 0 and self.global_step % s.metric_log_interval_steps == 0:
+                    for metric_logger in self.loggers:
+                        metric_logger.log_step(self.global_step, values)
+                if s.checkpoint_interval_steps > 0 and self.global_step % s.checkpoint_interval_steps == 0:
+                    self._save(epoch, batch_index + 1, epoch_finished=False)
+            if self.is_main and s.metric_print_interval > 0 and (batch_index + 1) % s.metric_print_interval == 0:
+                bar.write(status_line("train", epoch, self.stats.averages("train"), batch_index + 1, n_batches))
+        bar.close()
+        return True
+
+    def _seed_epoch(self, epoch: int) -> None:
+        """Seed every generator with seed + epoch (and the loader's own shuffling generator,
+        which accelerate gives a multi-process loader), so the epoch's order is reproducible."""
+        seed_all(self.session.seed + epoch)
+        generator = getattr(self.loaders.train, "synchronized_generator", None)
+        if generator is not None:
+            generator.manual_seed(self.session.seed + epoch)
+
+    def _batches(self, first: int) -> Iterable[Any]:
+        """The train loader's batches from index `first` on (the earlier ones are not loaded)."""
+        loader = self.loaders.train
+        if first == 0:
+            return loader
+        if isinstance(loader, torch.utils.data.DataLoader):
+            return skip_first_batches(loader, first)
+        return itertools.islice(loader, first, None)
+
+    def _train_step(self, epoch: int, batch_index: int, batch: Any) -> Dict[str, float]:
+        """Forward, finite check, backward, clip and step (accumulated as configured); the
+        batch's logged values."""
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model):
+            if hasattr(batch, "to"):
+                batch = batch.to(accelerator.device)
+            preds = self.model(batch, evaluation_mode=EvaluationMode.TRAINING)
+            check_finite_objective(
+                preds, epoch=epoch, batch_index=batch_index, batch=batch, accelerator=accelerator,
+                last_checkpoint=self.last_checkpoint,
+            )
+            accelerator.backward(preds["objective"])
+            if accelerator.sync_gradients and self.settings.clip_grad > 0:
+                accelerator.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        names = [name for name in self.log_vars if name in preds]
+        logged = torch.stack([torch.as_tensor(preds[name]).detach().float().reshape(()) for name in names])
+        values = dict(zip(names, logged.tolist()))  # one device sync for all values
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        return values
+
+    def _finish_epoch(self, epoch: int) -> None:
+        """Validation, test, LR step, end-of-epoch stats, checkpoint, logs and plot."""
+        s = self.settings
+        if self.loaders.val is not None and s.validation_interval > 0 and epoch % s.validation_interval == 0:
+            self._validate()
+        if s.test_interval > 0 and epoch % s.test_interval == 0:
+            self._evaluate_test(dump_to_json=False, stat_set="test")
+        if self.scheduler is not None:
+            before = [group["lr"] for group in self.optimizer.param_groups]
+            self.scheduler.step()
+            after = [group["lr"] for group in self.optimizer.param_groups]
+            if after != before:
+                logger.info("LR change! %s -> %s", _rates(before), _rates(after))
+        finished = self.stats.end_epoch()
+        self._save(epoch, len(self.loaders.train), epoch_finished=True)
+        if self.is_main:
+            for stat_set, metrics in finished.items():
+                for metric_logger in self.loggers:
+                    metric_logger.log_epoch(stat_set, epoch, self.global_step, metrics)
+            self.stats.plot(os.path.join(self.exp_dir, STATS_PLOT))
+
+    # -------------------------------------------------------------- evaluation
+
+    def _evaluation_model(self) -> torch.nn.Module:
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        return model
+
+    def _validate(self) -> None:
+        """The evaluator on the val loader (each process its share, averaged) into stats "val"."""
+        if self.settings.evaluator is None:
+            return
+        metrics = self.settings.evaluator.run(
+            model=self._evaluation_model(), dataloader=self.loaders.val, device=self.accelerator.device,
+            exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=False,
+        )
+        self.model.train()
+        self.stats.update("val", self._mean_over_processes(metrics))
+
+    def _mean_over_processes(self, metrics: Mapping[str, float]) -> Dict[str, float]:
+        if self.accelerator.num_processes == 1 or not metrics:
+            return dict(metrics)
+        names = sorted(metrics)
+        local = torch.tensor([float(metrics[name]) for name in names], device=self.accelerator.device)
+        return dict(zip(names, self.accelerator.reduce(local, reduction="mean").tolist()))
+
+    def _evaluate_test(self, dump_to_json: bool, stat_set: Optional[str] = None) -> None:
+        """The evaluator on the whole test loader, on the main process (the others wait).
+
+        With `stat_set` the metrics go into the epoch's stats; otherwise they go to the loggers
+        (and, with dump_to_json, to exp_dir/results_test.json, written by the evaluator).
+        """
+        s = self.settings
+        if s.evaluator is None or self.loaders.test is None:
+            if s.evaluator is None:
+                missing = "an evaluator (evaluator_class_type)"
+            else:
+                missing = "a test loader from the data source"
+            if s.eval_only:
+                raise ValueError(f"eval_only=True needs {missing}")
+            logger.warning("No test evaluation: it needs %s.", missing)
+            return
+        if self.is_main:
+            metrics = s.evaluator.run(
+                model=self._evaluation_model(), dataloader=self.loaders.test, device=self.accelerator.device,
+                exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=dump_to_json,
+            )
+            self.model.train()
+            if stat_set is not None:
+                self.stats.update(stat_set, metrics)
+            else:
+                for metric_logger in self.loggers:
+                    metric_logger.log_epoch("test", self.stats.epoch, self.global_step, metrics)
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------- checkpoints
+
+    def _save(self, epoch: int, batches_done: int, epoch_finished: bool) -> None:
+        """Save the run's state (main process only); a position already saved is not saved again."""
+        position = (epoch, batches_done) if not epoch_finished else (epoch, None)
+        if not self.settings.store_checkpoints or position == self.saved_position:
+            return
+        self.saved_position = position
+        if not self.is_main:
+            return
+        checkpoint = TrainingCheckpoint(
+            epoch=epoch,
+            batches_done=batches_done,
+            epoch_finished=epoch_finished,
+            global_step=self.global_step,
+            model=self.accelerator.unwrap_model(self.model).state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=None if self.scheduler is None else scheduler_state_dict(self.scheduler),
+            grad_scaler=None if self.accelerator.scaler is None else self.accelerator.scaler.state_dict(),
+            stats=self.stats.state_dict(),
+            rng=get_rng_state(),
+            config_yaml=self.session.config_yaml,
+            config_digest=config_digest(self.session.config_yaml),
+        )
+        self.last_checkpoint = save_checkpoint(checkpoint, self.exp_dir)
+        purge_checkpoints(self.exp_dir, self.settings.checkpoint_keep_last)
+
+
+def _rates(rates: List[float]) -> str:
+    return ", ".join(f"{rate:.6g}" for rate in rates)

@@ -1,0 +1,149 @@
+"""A tiny plugin for the trainer's tests: a linear per-pixel model on random FrameData frames.
+
+Registers ToyDataSource, ToyModel and ToyEvaluator. Import it before any container using
+their namespaces (Experiment, ReconModelFactory, ReconTrainingLoop) is expanded.
+"""
+import json
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from recon_trainer.config import get_default_args, registry
+from recon_trainer.data.data_source import DataLoaderMap, DatasetMap, DataSourceBase
+from recon_trainer.data.frame_data import FrameData, collate
+from recon_trainer.evaluation.evaluator import EvaluatorBase
+from recon_trainer.fileio import atomic_write
+from recon_trainer.models.base import EvaluationMode, ModelBase
+
+
+@registry.register
+class ToyDataSource(DataSourceBase):
+    """Frames of 2x2 random RGB pixels whose depth is a fixed linear function of the colour."""
+
+    n_train: int = 24
+    n_val: int = 8
+    n_test: int = 8
+    batch_size: int = 4
+    shuffle: bool = True  # shuffle the train split (with torch's global generator)
+    data_seed: int = 0
+
+    def _frames(self, n: int, offset: int, split: str, generator: torch.Generator):
+        weights = torch.tensor([0.5, -1.0, 2.0])
+        frames = []
+        for i in range(n):
+            rgb = torch.rand(3, 2, 2, generator=generator)
+            depth = (rgb * weights[:, None, None]).sum(0, keepdim=True) + 0.3
+            frames.append(
+                FrameData(image_rgb=rgb, depth_map=depth, sequence_name=f"toy_{split}", frame_number=offset + i,
+                          frame_type="train_known" if split == "train" else "test_unseen")
+            )
+        return frames
+
+    def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
+        generator = torch.Generator().manual_seed(self.data_seed)
+        datasets = DatasetMap(
+            train=self._frames(self.n_train, 0, "train", generator),
+            val=self._frames(self.n_val, 1000, "val", generator) if self.n_val else None,
+            test=self._frames(self.n_test, 2000, "test", generator) if self.n_test else None,
+        )
+
+        def loader(dataset, shuffle=False):
+            if dataset is None:
+                return None
+            return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate)
+
+        return datasets, DataLoaderMap(
+            train=loader(datasets.train, self.shuffle), val=loader(datasets.val), test=loader(datasets.test)
+        )
+
+
+@registry.register
+class ToyModel(ModelBase):
+    """depth = head(relu(hidden(rgb + noise))) per pixel; the noise draws from torch's generator."""
+
+    n_hidden: int = 8
+    input_noise_std: float = 0.01  # makes the result depend on the random state (resume tests)
+    nan_at_forward: int = -1  # training forward number (0-based, this process) whose objective is NaN
+    sleep_per_batch_s: float = 0.0  # slows training down for the kill-and-resume test
+
+    def __post_init__(self) -> None:
+        generator = torch.Generator().manual_seed(1)  # the same initial weights in every process
+        self.hidden = torch.nn.Linear(3, self.n_hidden)
+        self.head = torch.nn.Linear(self.n_hidden, 1)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        self._n_forwards = 0
+        self.autocast_dtype: Optional[torch.dtype] = None  # in the last training forward; None: no autocast
+
+    @property
+    def log_vars(self) -> Tuple[str, ...]:
+        return ("objective", "loss_mse", "loss_l1")
+
+    def forward(self, batch: FrameData, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
+        rgb = batch.image_rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+        if evaluation_mode == EvaluationMode.TRAINING:
+            cpu_autocast = torch.is_autocast_enabled("cpu")
+            self.autocast_dtype = torch.get_autocast_dtype("cpu") if cpu_autocast else None
+            rgb = rgb + self.input_noise_std * torch.randn_like(rgb)
+            if self.sleep_per_batch_s:
+                time.sleep(self.sleep_per_batch_s)
+        depth = self.head(torch.relu(self.hidden(rgb)))
+        target = batch.depth_map.permute(0, 2, 3, 1).reshape(-1, 1)
+        mse = ((depth - target) ** 2).mean()
+        preds = {"depth": depth, "loss_mse": mse, "loss_l1": (depth - target).abs().mean(), "objective": mse}
+        if evaluation_mode == EvaluationMode.TRAINING:
+            if self._n_forwards == self.nan_at_forward:
+                preds["objective"] = mse * float("nan")
+            self._n_forwards += 1
+        return preds
+
+
+@registry.register
+class ToyEvaluator(EvaluatorBase):
+    """The mean squared depth error over the loader; results_test.json when asked."""
+
+    def run(
+        self,
+        *,
+        model: torch.nn.Module,
+        dataloader,
+        device: torch.device,
+        exp_dir: Optional[str] = None,
+        epoch: Optional[int] = None,
+        dump_to_json: bool = False,
+    ) -> Dict[str, float]:
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in dataloader:
+                preds = model(batch.to(device), evaluation_mode=EvaluationMode.EVALUATION)
+                total += float(preds["loss_mse"]) * len(batch)
+                count += len(batch)
+        metrics = {"mse": total / count}
+        if dump_to_json:
+            result = [{"subset": "test", "subsubset": "diff=all", "metrics": metrics, "eval_epoch": epoch}]
+            atomic_write(os.path.join(exp_dir, "results_test.json"), json.dumps(result))
+        return metrics
+
+
+def toy_config(exp_dir: str, **loop_args: Any):
+    """The default Experiment config with the toy plugin in every slot and quiet output."""
+    from recon_trainer.experiment import Experiment
+
+    cfg = get_default_args(Experiment)
+    cfg.exp_dir = str(exp_dir)
+    cfg.seed = 3
+    cfg.data_source_class_type = "ToyDataSource"
+    cfg.model_factory_ReconModelFactory_args.model_class_type = "ToyModel"
+    optimizer = cfg.optimizer_factory_ReconOptimizerFactory_args
+    optimizer.lr = 0.01
+    loop = cfg.training_loop_ReconTrainingLoop_args
+    loop.evaluator_class_type = "ToyEvaluator"
+    loop.max_epochs = 3
+    loop.metric_print_interval = 0
+    loop.progress_bar = False
+    for key, value in loop_args.items():
+        loop[key] = value
+    return cfg
