@@ -10,7 +10,10 @@ from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
 
 
 class RadianceHead(torch.nn.Module):
-    """density = ReLU(linear(f)); colour = sigmoid(MLP([linear(f), embed(normalised direction)])).
+    """raw density = linear(f); colour = sigmoid(MLP([linear(f), embed(normalised direction)])).
+
+    The density is raw (any sign): the raymarcher adds its training noise and then clamps at 0
+    (`density_relu`), so noise can still reach points whose raw density went negative.
 
     feature_dim: channels F of the per-point features f (the output of an xyz encoder).
     n_harmonic_functions_dir: frequencies of the direction embedding.
@@ -35,8 +38,8 @@ class RadianceHead(torch.nn.Module):
 
     def forward(self, features: torch.Tensor, directions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """features (B, ..., P, F), directions (B, ..., 3) (any length) ->
-        densities (B, ..., P, 1) >= 0 and colours (B, ..., P, color_dim) in (0, 1)."""
-        densities = torch.relu(self.density_layer(features))
+        raw densities (B, ..., P, 1) and colours (B, ..., P, color_dim) in (0, 1)."""
+        densities = self.density_layer(features)
         unit_directions = torch.nn.functional.normalize(directions, dim=-1)
         direction_term = self.color_direction_layer(self.direction_embedding(unit_directions))
         hidden = self.color_feature_layer(self.intermediate_layer(features)) + direction_term[..., None, :]

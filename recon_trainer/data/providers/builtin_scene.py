@@ -93,6 +93,7 @@ class BuiltinScene(Configurable):
     elevation_range: Tuple[float, float] = (-20.0, 60.0)  # degrees; each view's elevation is drawn uniformly
     seed: int = 0  # seeds the elevations
     cache_dir: str = ""  # cache root; "" = $RECON_TRAINER_CACHE or ~/.cache/recon_trainer/scenes
+    bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene when read (not cached)
 
     def __post_init__(self) -> None:
         low, high = (float(e) for e in self.elevation_range)
@@ -158,7 +159,7 @@ class BuiltinScene(Configurable):
 
     def get_dataset_map(self) -> DatasetMap:
         """Train (train_known), val and test (test_unseen) datasets read from the cache."""
-        return read_blender_dataset_map(self.ensure_rendered(), sequence_name=self.label())
+        return read_blender_dataset_map(self.ensure_rendered(), sequence_name=self.label(), bg_color=self.bg_color)
 
     def render_to(self, out_dir: str, exist_ok: bool = False) -> None:
         """Render every view into `out_dir` (Blender layout + depth + scene.json), atomically.
