@@ -49,8 +49,9 @@ def _sync(device: torch.device) -> None:
 
 def bench_one(name: str, steps: int, precision: str, max_render_pixels: int) -> dict:
     """Build the experiment of config `name`, time training steps and one full render."""
-    from recon_trainer.config.hydra_app import compose_config, store_root_config
     from recon_trainer.config import expand_args_fields
+    from recon_trainer.config.hydra_app import compose_config, store_root_config
+    from recon_trainer.data.frame_data import collate
     from recon_trainer.experiment import Experiment
     from recon_trainer.models.base import EvaluationMode
 
@@ -91,12 +92,10 @@ def bench_one(name: str, steps: int, precision: str, max_render_pixels: int) -> 
 
         height, width = int(model_args.render_image_height), int(model_args.render_image_width)
         scale = min(1.0, math.sqrt(max_render_pixels / (height * width))) if device.type == "cpu" else 1.0
-        model.render_image_height, model.render_image_width = (max(8, int(height * scale)), max(8, int(width * scale)))
-        model.raysampler.image_height, model.raysampler.image_width = model.render_image_height, model.render_image_width
-        target = datasets.test[0]
-        from recon_trainer.data.frame_data import collate
-
-        batch = collate([target]).to(device)
+        size = (max(8, int(height * scale)), max(8, int(width * scale)))
+        model.render_image_height, model.render_image_width = size
+        model.raysampler.image_height, model.raysampler.image_width = size
+        batch = collate([datasets.test[0]]).to(device)
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16"):
             start = time.perf_counter()
@@ -145,6 +144,7 @@ def main() -> None:
         f"{'GFLOP/s':>8} {'of matmul':>9} {'render':>10} {'full render s':>13} {'peak MiB':>9}"
     )
     print(header)
+    matmul = {}
     for name in args.configs:
         for precision in args.precision:
             command = [sys.executable, __file__, "--one", f"{name}:{precision}", "--steps", str(args.steps)]
@@ -154,13 +154,15 @@ def main() -> None:
                 print(f"{name} {precision}: failed\n{result.stderr[-2000:]}")
                 continue
             r = json.loads(result.stdout.strip().splitlines()[-1])
+            matmul[(r["device"], r["precision"])] = r["matmul_gflops"]
             mark = "~" if r["render_extrapolated"] else " "
             print(
                 f"{r['config']:8} {r['precision']:5} {r['rays_per_step']:9d} {r['step_s']:8.2f} {r['rays_per_s']:9.0f} "
                 f"{r['step_gflop']:10.1f} {r['achieved_gflops']:8.1f} {r['fraction_of_matmul']:9.1%} "
                 f"{r['render_size']:>10} {mark}{r['render_s']:12.2f} {r['peak_memory_mib']:9.0f}"
             )
-    print(f"matmul reference ({r['device']}): {r['matmul_gflops']:.0f} GFLOP/s at {r['precision']}" if "r" in dir() else "")
+    for (device, precision), gflops in matmul.items():
+        print(f"measured {precision} matmul on {device}: {gflops:.0f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from recon_trainer.rendering.ray_bundle import RayBundle
 
 @registry.register
 class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
-    """NeRF: x -> MLP(embed(x), latent) -> raw density (clamped by the raymarcher) and colour in (0, 1) given the ray direction.
+    """NeRF: x -> MLP(embed(x), latent) -> raw density (the raymarcher clamps it) and colour in (0, 1).
 
     The per-point input is [harmonic embedding of x (if input_xyz), latent code (latent_dim)], where
     the latent code is the view-pooled features and/or the global code the parent model passes.

@@ -56,7 +56,9 @@ def visualize_reconstruction(
     dataset = getattr(datasets, split, None)
     if dataset is None:
         raise ConfigError(f"split={split!r} has no dataset in this experiment; choose train, val or test")
-    run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    run_device = torch.device(device)
     model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
     cameras = circular_trajectory(join_cameras([dataset[i].camera for i in range(len(dataset))]), n_eval_cameras)
     frames = render_trajectory(model, cameras, tuple(render_size), run_device)

@@ -16,18 +16,18 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import yaml
 
+from recon_trainer.fileio import atomic_path
 from recon_trainer.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-TEMP_PREFIX = ".tmp_"
+TEMP_PREFIX = ".tmp_"  # the prefix of atomic_path's temporary files
 _NAME = re.compile(r"^checkpoint_epoch_(\d{8})(?:_batch_(\d{8}))?\.pth$")
 
 
@@ -111,16 +111,8 @@ def save_checkpoint(checkpoint: TrainingCheckpoint, exp_dir: str) -> str:
     content = {field.name: getattr(checkpoint, field.name) for field in dataclasses.fields(checkpoint)}
     content.pop("path")
     content["format_version"] = FORMAT_VERSION
-    fd, temp_path = tempfile.mkstemp(dir=exp_dir, prefix=TEMP_PREFIX + checkpoint.file_name())
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(content, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        os.unlink(temp_path)
-        raise
+    with atomic_path(path) as temp_path:
+        torch.save(content, temp_path)
     checkpoint.path = path
     return path
 

@@ -15,7 +15,7 @@ def render_trajectory(
     model: torch.nn.Module,
     cameras: PerspectiveCameras,
     render_size_hw: Tuple[int, int],
-    device: torch.device = torch.device("cpu"),
+    device: str | torch.device = "cpu",
 ) -> Dict[str, torch.Tensor]:
     """Render each of the N `cameras` as the target of an evaluation forward pass (no images).
 

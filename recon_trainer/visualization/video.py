@@ -1,14 +1,14 @@
 """Turn rendered frames into mp4 videos (imageio-ffmpeg) and depth maps into colours."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Optional, Tuple
 
 import imageio.v2 as imageio
 import matplotlib
 import numpy as np
 import torch
+
+from recon_trainer.fileio import atomic_path
 
 
 def colorize_depth(
@@ -48,23 +48,14 @@ def write_video(path: str, frames: np.ndarray, fps: int = 20) -> None:
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2  # yuv420p needs even sizes
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".mp4")
-    os.close(fd)
-    try:
-        # macro_block_size=1 keeps any frame size; yuv420p plays everywhere (needs even sizes).
+    # macro_block_size=1 keeps any frame size; yuv420p plays everywhere (needs even sizes).
+    with atomic_path(path, suffix=".mp4") as tmp_path:
         writer = imageio.get_writer(
             tmp_path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p", quality=8
         )
         with writer:
             for frame in frames:
                 writer.append_data(frame)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
 
 
 def read_video(path: str) -> np.ndarray:

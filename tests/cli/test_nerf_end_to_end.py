@@ -3,11 +3,11 @@
 One tiny run (built-in scene at 32x32, a small NeRF, a few hundred steps) is shared by the tests.
 """
 import json
-import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,7 +102,7 @@ def test_visualizer_writes_decodable_videos(trained):
         assert frames.shape == (6, 64, 48, 3)
     rgb = read_video(str(exp_dir / "video" / "rgb.mp4")).astype(float)
     assert rgb.std() > 5  # the scene, not a blank image
-    assert not math.isclose(rgb[0].mean(), rgb[3].mean(), rel_tol=1e-3)  # the views differ
+    assert np.abs(rgb[0] - rgb[2]).mean() > 2  # the views differ
 
 
 def test_visualizer_lists_unknown_keys_of_an_old_config(trained, tmp_path):
