@@ -6,7 +6,8 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COW_OBJ = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cow_mesh", "cow.obj")
+# Keenan Crane's public-domain cow (tests/assets/cow_mesh/README.md).
+COW_OBJ = os.path.join(REPO_ROOT, "tests", "assets", "cow_mesh", "cow.obj")
 # The settings of the exported dataset, as BuiltinScene fields.
 EXPORT_SETTINGS = {"scene": COW_OBJ, "n_views": 8, "holdout_every": 4, "resolution": 32, "seed": 3}
 
