@@ -1,6 +1,7 @@
 """The model protocol: what the training loop, the evaluators and the visualizer call."""
 from __future__ import annotations
 
+import abc
 import enum
 from typing import Any, Dict, Tuple
 
@@ -29,5 +30,6 @@ class ModelBase(ReplaceableBase, torch.nn.Module):
         """The prediction keys averaged per epoch and logged."""
         return ("objective",)
 
+    @abc.abstractmethod
     def forward(self, batch: Any, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
-        raise NotImplementedError
+        """Implemented by each subclass."""

@@ -7,6 +7,7 @@ which implicit function each pass uses (`_build_implicit_functions`, `_implicit_
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 from typing import Any, Dict, List, Optional, Tuple
@@ -157,13 +158,13 @@ class ImplicitRenderingModel(ModelBase):
     def create_implicit_function(self) -> None:
         """No-op: `_build_implicit_functions` builds them once the other members exist."""
 
+    @abc.abstractmethod
     def _build_implicit_functions(self) -> None:
         """Build the implicit function(s) of the passes (after every other member)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _implicit_functions_per_pass(self) -> List[torch.nn.Module]:
         """The implicit function of each rendering pass, coarse to fine."""
-        raise NotImplementedError
 
     def _latent_dims(self) -> Tuple[int, int]:
         """(view-pooled feature channels, global code channels) the implicit function reads per point."""

@@ -1,4 +1,5 @@
 """The implicit-function protocol: densities and features at the points of a RayBundle."""
+import abc
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ class ImplicitFunctionBase(ReplaceableBase, torch.nn.Module):
     forward returns (densities (B, ..., P, 1), features (B, ..., P, C), aux dict).
     """
 
+    @abc.abstractmethod
     def forward(
         self,
         *,
@@ -24,7 +26,7 @@ class ImplicitFunctionBase(ReplaceableBase, torch.nn.Module):
         global_code: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     @staticmethod
     def allows_multiple_passes() -> bool:

@@ -1,4 +1,6 @@
 """Raymarchers: per-ray features, depth and opacity from densities and features sampled along rays."""
+import abc
+
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry
@@ -14,6 +16,7 @@ class RaymarcherBase(ReplaceableBase, torch.nn.Module):
     masks (B, ..., 1) (opacity) and aux["weights"] (B, ..., P), the contribution of each sample.
     """
 
+    @abc.abstractmethod
     def forward(
         self,
         rays_densities: torch.Tensor,
@@ -21,7 +24,7 @@ class RaymarcherBase(ReplaceableBase, torch.nn.Module):
         ray_lengths: torch.Tensor,
         density_noise_std: float = 0.0,
     ) -> RendererOutput:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 class AccumulativeRaymarcherBase(RaymarcherBase):
@@ -43,13 +46,13 @@ class AccumulativeRaymarcherBase(RaymarcherBase):
         if self.surface_thickness < 1:
             raise ValueError(f"{type(self).__name__}.surface_thickness={self.surface_thickness}: expected >= 1")
 
+    @abc.abstractmethod
     def cap(self, x: torch.Tensor) -> torch.Tensor:
         """Opacity from accumulated density times length."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def combine(self, sample_opacity: torch.Tensor, transmittance: torch.Tensor) -> torch.Tensor:
         """A sample's weight from its own opacity and the transmittance in front of it."""
-        raise NotImplementedError
 
     def forward(
         self,

@@ -1,4 +1,6 @@
 """Raysamplers: rays of a batch of cameras (a full pixel grid or pixels sampled from a mask), depths along them."""
+import abc
+
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry
@@ -86,9 +88,9 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
                     f"n_rays_total_training ({total}) for mask_sample mode (set the other to null)"
                 )
 
+    @abc.abstractmethod
     def near_far(self, cameras: PerspectiveCameras) -> tuple[torch.Tensor, torch.Tensor]:
         """(near (B,), far (B,)) view-space depth bounds of the samples of each camera."""
-        raise NotImplementedError
 
     def n_rays_per_image(self, batch_size: int) -> int:
         """The number of rays per image in mask_sample mode."""

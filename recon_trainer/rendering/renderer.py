@@ -1,6 +1,7 @@
 """The renderer protocol (BaseRenderer), its output (RendererOutput) and chunked rendering."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable
@@ -110,6 +111,7 @@ class BaseRenderer(ReplaceableBase, torch.nn.Module):
         """Whether forward needs an `object_mask` keyword argument."""
         return False
 
+    @abc.abstractmethod
     def forward(
         self,
         *,
@@ -118,4 +120,4 @@ class BaseRenderer(ReplaceableBase, torch.nn.Module):
         evaluation_mode: EvaluationMode,
         **kwargs: Any,
     ) -> RendererOutput:
-        raise NotImplementedError
+        """Implemented by each subclass."""
