@@ -1,15 +1,20 @@
 """NVSEvaluator: renders each test batch's target view and scores it against the ground truth.
 
-results_test.json (written atomically when `dump_to_json`) is a list with one entry:
+results_test.json (written atomically when `dump_to_json`) is a list of entries:
 
-    [{"subset": "test", "subsubset": "diff=all",
+    [{"subset": "test", "subsubset": "diff=all", "n_frames": 10,
       "metrics": {"psnr_full_image": 23.1, "psnr_masked": ..., ...},   # averages over frames
       "per_frame": [{"sequence_name": "...", "frame_number": 3, "frame_type": "test_unseen",
-                     "psnr_full_image": 22.7, ...}, ...],
-      "eval_epoch": 12}]
+                     "n_src": 0, "psnr_full_image": 22.7, ...}, ...],
+      "eval_epoch": 12}, ...]
 
-Metric names are those of `nvs_metrics.eval_frame`; a metric that is NaN for a frame (e.g. no
-valid depth) is skipped by the average and written as null.
+Single-sequence evaluation writes that one entry. Multi-sequence evaluation (`is_multisequence`)
+splits the frames by subset, the first part of the target's frame type: "train" targets are unseen
+views of the training (seen) sequences, "test" targets belong to sequences never trained on. Each
+subset has a "diff=all" entry (with per_frame) and one "n_src=k" entry for each k of
+EVAL_N_SRC_VIEWS that occurs, where n_src is the number of source views in the batch (its size
+minus the target). Metric names are those of `nvs_metrics.eval_frame`; a metric that is NaN for a
+frame (e.g. no valid depth) is skipped by the average and written as null.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from recon_trainer.models.base import EvaluationMode
 RESULTS_FILE = "results_test.json"
 # Ground-truth fields of the target frame that the model must not see.
 GROUND_TRUTH_FIELDS = ("image_rgb", "fg_probability", "depth_map", "depth_mask", "mask_crop")
+EVAL_N_SRC_VIEWS = (1, 3, 5, 7, 9)  # source-view counts reported separately in multi-sequence evaluation
 
 
 def withhold_target(batch: Any) -> Any:
@@ -77,6 +83,7 @@ class NVSEvaluator(EvaluatorBase):
     lpips_backbone_weights: Optional[str] = None  # torchvision AlexNet state dict file; None: no LPIPS
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour outside the gt mask in masked metrics
     mask_threshold: float = 0.5  # ground-truth fg_probability >= this is foreground
+    is_multisequence: bool = False  # split results by subset (seen / unseen sequences) and source-view count
 
     def __post_init__(self) -> None:
         self._lpips: Optional[torch.nn.Module] = None
@@ -119,17 +126,14 @@ class NVSEvaluator(EvaluatorBase):
             model.train(was_training)
         averages = _average(per_frame)
         _print_table(averages, len(per_frame), epoch)
+        entries = summarize(per_frame, self.is_multisequence, epoch)
+        if self.is_multisequence:
+            for entry in entries:
+                averages.update(
+                    {f"{k}|subset={entry['subset']}|{entry['subsubset']}": v for k, v in entry["metrics"].items()}
+                )
         if dump_to_json:
-            entry = {
-                "subset": "test",
-                "subsubset": "diff=all",
-                "metrics": {k: _json_number(v) for k, v in averages.items()},
-                "per_frame": [
-                    {k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()} for row in per_frame
-                ],
-                "eval_epoch": epoch,
-            }
-            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps([entry], indent=2))
+            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps(_json_entries(entries), indent=2))
         return averages
 
     def _evaluate_batch(self, model: torch.nn.Module, batch: Any, lpips: Optional[torch.nn.Module]) -> Dict[str, Any]:
@@ -162,9 +166,50 @@ class NVSEvaluator(EvaluatorBase):
             "sequence_name": _first(batch.sequence_name),
             "frame_number": _first(batch.frame_number),
             "frame_type": _first(batch.frame_type),
+            "n_src": len(batch.image_rgb) - 1,
         }
         row.update({name: float(value[0]) for name, value in metrics.items()})
         return row
+
+
+def summarize(per_frame: List[Dict[str, Any]], is_multisequence: bool, epoch: Optional[int]) -> List[Dict[str, Any]]:
+    """The results_test.json entries (module doc) of the per-frame rows; metrics are plain floats."""
+
+    def entry(subset: str, subsubset: str, rows: List[Dict[str, Any]], with_rows: bool) -> Dict[str, Any]:
+        result = {"subset": subset, "subsubset": subsubset, "n_frames": len(rows), "metrics": _average(rows)}
+        if with_rows:
+            result["per_frame"] = rows
+        result["eval_epoch"] = epoch
+        return result
+
+    if not is_multisequence:
+        return [entry("test", "diff=all", per_frame, True)]
+    entries = []
+    for subset in ("train", "test"):
+        rows = [row for row in per_frame if str(row.get("frame_type") or "").split("_")[0] == subset]
+        if not rows:
+            continue
+        entries.append(entry(subset, "diff=all", rows, True))
+        for n_src in EVAL_N_SRC_VIEWS:
+            with_n = [row for row in rows if row["n_src"] == n_src]
+            if with_n:
+                entries.append(entry(subset, f"n_src={n_src}", with_n, False))
+    return entries
+
+
+def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Entries with NaN floats (metrics and per-frame values) as None, for JSON."""
+
+    def clean(row: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()}
+
+    out = []
+    for entry in entries:
+        entry = dict(entry, metrics=clean(entry["metrics"]))
+        if "per_frame" in entry:
+            entry["per_frame"] = [clean(row) for row in entry["per_frame"]]
+        out.append(entry)
+    return out
 
 
 def _average(per_frame: List[Dict[str, Any]]) -> Dict[str, float]:

@@ -1,5 +1,6 @@
 """NVSEvaluator: withheld ground truth, averages, results_test.json, LPIPS from a local file."""
 
+import dataclasses
 import json
 import os
 
@@ -112,3 +113,40 @@ def test_source_frames_keep_their_ground_truth_and_the_target_is_zeroed():
     withheld = withhold_target(batch)
     assert torch.all(withheld.image_rgb[0] == 0) and torch.equal(withheld.image_rgb[1], batch.image_rgb[1])
     assert torch.all(batch.image_rgb[0] == GRAY)  # the loader's batch is not modified
+
+
+class TargetGrayRenderer(torch.nn.Module):
+    """Renders gray; the target's (element 0) ground truth must be zeroed, the sources' kept."""
+
+    def forward(self, batch, evaluation_mode):
+        assert torch.all(batch.image_rgb[0] == 0) and torch.all(batch.image_rgb[1:] == GRAY)
+        return GrayRenderer()(dataclasses.replace(batch, image_rgb=None, fg_probability=None, depth_map=None), None)
+
+
+def test_multisequence_results_split_by_subset_and_source_views(tmp_path):
+    def batch(frame_type, n_src, index):
+        frames = [frame(index)] + [frame(100 + k) for k in range(n_src)]
+        frames[0].frame_type = frame_type
+        return collate(frames)
+
+    loader = [batch("test_unseen", 1, 0), batch("test_unseen", 3, 1), batch("test_unseen", 3, 2)]
+    loader.append(batch("train_unseen", 9, 3))
+    evaluator = NVSEvaluator(**{**get_default_args(NVSEvaluator), "is_multisequence": True})
+    averages = evaluator.run(
+        model=TargetGrayRenderer(), dataloader=loader, device=torch.device("cpu"), exp_dir=str(tmp_path),
+        dump_to_json=True,
+    )
+    with open(os.path.join(tmp_path, "results_test.json")) as f:
+        results = json.load(f)
+    summary = [(e["subset"], e["subsubset"], e["n_frames"]) for e in results]
+    assert summary == [
+        ("train", "diff=all", 1),
+        ("train", "n_src=9", 1),
+        ("test", "diff=all", 3),
+        ("test", "n_src=1", 1),
+        ("test", "n_src=3", 2),
+    ]
+    assert [row["n_src"] for row in results[2]["per_frame"]] == [1, 3, 3]
+    assert "per_frame" not in results[1]
+    assert averages["psnr_fg|subset=test|n_src=3"] == pytest.approx(100.0)
+    assert averages["iou|subset=train|diff=all"] == pytest.approx(0.5)
