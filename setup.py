@@ -13,7 +13,11 @@ setup(
     # The YAML configs live in the top-level configs/ folder and are installed as the
     # package recon_trainer.configs, so `--config-name X` works from any directory.
     package_dir={"recon_trainer.configs": "configs"},
-    package_data={"recon_trainer.configs": ["*.yaml", "**/*.yaml"], "plugins": ["**/*.yaml"]},
+    package_data={
+        "recon_trainer.configs": ["*.yaml", "**/*.yaml"],
+        "plugins": ["**/*.yaml"],
+        "recon_trainer.data": ["assets/cow_mesh/*"],  # the default mesh of RenderedMeshDatasetMapProvider
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision",

@@ -7,14 +7,15 @@ through its barycentric coordinates, the surface colour: a bilinear texture look
 UV texture, else the material colour, the face colours or the interpolated vertex colours.
 
 Shading is fixed and view-independent (so every view of a point has the same colour, as an NVS
-model assumes): Lambertian with one directional light in world space plus an ambient term, on flat
-face normals turned towards the viewer; `ambient=1` renders the unlit albedo.
+model assumes): Lambertian (`lambertian_shading`) with one light plus an ambient term, on flat face
+normals turned towards the viewer; `ambient=1` renders the unlit albedo. The light is directional
+(`light_direction`) or, with `light_location`, a point light at a fixed world position.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -76,11 +77,15 @@ def render_mesh(
     *,
     light_direction: Sequence[float] = DEFAULT_LIGHT_DIRECTION,
     ambient: float = DEFAULT_AMBIENT,
+    light_location: Optional[Sequence[float]] = None,
+    diffuse: Optional[float] = None,
     intersector: str = "embree",
 ) -> MeshRendering:
     """Render `mesh` from each of the N `cameras` at image size (H, W).
 
     light_direction: (3,) world direction towards the light; ambient in [0, 1] (1 = unlit).
+    light_location: (3,) world position of a point light, used instead of light_direction when given.
+    diffuse: weight of the diffuse term; None = 1 - ambient (a surface facing the light has its albedo).
     intersector: "embree" (Embree through trimesh) or "reference" (brute force over every
     triangle in numpy: slow, for parity tests on tiny meshes).
     """
@@ -92,8 +97,8 @@ def render_mesh(
         raise ValueError(f"render_mesh: unknown intersector {intersector!r}, expected 'embree' or 'reference'")
     h, w = image_size_hw
     albedo_source = _AlbedoSource(mesh)
-    light = np.asarray(light_direction, dtype=np.float64)
-    light = light / np.linalg.norm(light)
+    light = np.asarray(light_direction if light_location is None else light_location, dtype=np.float64)
+    diffuse = 1.0 - ambient if diffuse is None else diffuse
     face_normals = np.asarray(mesh.face_normals, dtype=np.float64)
     triangles = np.asarray(mesh.triangles, dtype=np.float64)
 
@@ -116,8 +121,9 @@ def render_mesh(
         points = origins[rays] + t[:, None] * directions[rays]
         barycentric = trimesh.triangles.points_to_barycentric(triangles[face], points)
         facing = np.where((np.einsum("ij,ij->i", normals, directions[rays]) > 0)[:, None], -normals, normals)
-        shade = ambient + (1.0 - ambient) * np.clip(facing @ light, 0.0, None)
-        rgb[i, rays] = albedo_source(face, barycentric) * shade[:, None]
+        to_light = light[None] if light_location is None else light - points
+        to_light = to_light / np.linalg.norm(to_light, axis=-1, keepdims=True)
+        rgb[i, rays] = lambertian_shading(albedo_source(face, barycentric), facing, to_light, ambient, diffuse)
         mask[i, rays] = 1.0
         depth[i, rays] = t
     return MeshRendering(
@@ -125,6 +131,18 @@ def render_mesh(
         mask=torch.from_numpy(mask).float().reshape(n, h, w),
         depth=torch.from_numpy(depth).float().reshape(n, h, w),
     )
+
+
+def lambertian_shading(
+    albedo: np.ndarray, normals: np.ndarray, to_light: np.ndarray, ambient: float, diffuse: float
+) -> np.ndarray:
+    """(M, 3) colours: `albedo * (ambient + diffuse * max(0, normal . to_light))`.
+
+    albedo: (M, 3) in [0, 1]; normals: (M, 3) unit surface normals; to_light: (M, 3) or (1, 3) unit
+    directions from the surface towards the light.
+    """
+    cosine = np.clip(np.einsum("mc,mc->m", normals, np.broadcast_to(to_light, normals.shape)), 0.0, None)
+    return albedo * (ambient + diffuse * cosine)[:, None]
 
 
 def first_hits_reference(triangles: np.ndarray, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:

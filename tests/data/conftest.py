@@ -5,9 +5,11 @@ import sys
 
 import pytest
 
+from recon_trainer.data.providers import rendered_mesh
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Keenan Crane's public-domain cow (tests/assets/cow_mesh/README.md).
-COW_OBJ = os.path.join(REPO_ROOT, "tests", "assets", "cow_mesh", "cow.obj")
+# Keenan Crane's public-domain cow, shipped as package data (recon_trainer/data/assets/cow_mesh/README.md).
+COW_OBJ = rendered_mesh.COW_OBJ
 # The settings of the exported dataset, as BuiltinScene fields.
 EXPORT_SETTINGS = {"scene": COW_OBJ, "n_views": 8, "holdout_every": 4, "resolution": 32, "seed": 3}
 

@@ -173,3 +173,16 @@ def test_downscale_averages_areas(exported_cow, cow_truth):
 def test_export_refuses_a_non_empty_folder(exported_cow):
     with pytest.raises(FileExistsError, match="not empty"):
         export_blender_dataset(exported_cow, n_views=8, holdout_every=4, resolution=8)
+
+
+def test_known_frames_for_test(exported_cow):
+    datasets = _provider(exported_cow, n_known_frames_for_test=4).get_dataset_map()
+    test = datasets.test
+    assert len(test) == 1 + 6 and test[0].frame_type == "test_unseen"
+    assert {test[k].frame_type for k in range(1, 7)} == {"train_known"}
+    (batch,) = test.eval_batches
+    assert batch[0] == 0 and len(set(batch[1:])) == 4 and all(1 <= k < 7 for k in batch[1:])
+    assert len(datasets.val) == 1 and datasets.val.eval_batches is None
+    assert _provider(exported_cow).get_dataset_map().test.eval_batches is None
+    with pytest.raises(ValueError, match="n_known_frames_for_test=7"):
+        _provider(exported_cow, n_known_frames_for_test=7).get_dataset_map()

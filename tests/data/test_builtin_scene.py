@@ -145,3 +145,23 @@ def test_bad_settings_are_reported(settings, message):
 def test_unknown_mesh_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such.obj"):
         BuiltinScene(scene=str(tmp_path / "no_such.obj"), cache_dir=str(tmp_path), **TINY).get_dataset_map()
+
+
+def test_known_frames_for_test_on_the_scene_and_the_provider(tmp_path):
+    scene = BuiltinScene(cache_dir=str(tmp_path), n_known_frames_for_test=2, **TINY)
+    folder = scene.cache_folder()
+    assert BuiltinScene(cache_dir=str(tmp_path), **TINY).cache_folder() == folder  # not part of the rendering
+    datasets = scene.get_dataset_map()
+    test = datasets.test
+    assert len(test) == 1 + 6 and test[0].frame_type == "test_unseen"
+    assert [f.frame_number for f in list(test)[1:]] == [f.frame_number for f in datasets.train]
+    (batch,) = test.eval_batches
+    assert batch[0] == 0 and len(set(batch[1:])) == 2 and min(batch[1:]) >= 1
+    assert datasets.val.eval_batches is None and len(datasets.val) == 1
+    scene_args = {"cache_dir": str(tmp_path), **TINY}
+    provider = BuiltinSceneDatasetMapProvider(n_known_frames_for_test=2, scene_args=scene_args)
+    assert "n_known_frames_for_test" not in provider.scene_args
+    assert provider.get_dataset_map().test.eval_batches == test.eval_batches
+    assert BuiltinScene(cache_dir=str(tmp_path), **TINY).get_dataset_map().test.eval_batches is None
+    with pytest.raises(ValueError, match="n_known_frames_for_test=7: expected between 0 and the 6 train views"):
+        BuiltinSceneDatasetMapProvider(n_known_frames_for_test=7, scene_args=TINY)

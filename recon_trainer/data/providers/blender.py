@@ -29,7 +29,7 @@ from PIL import Image
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras, cameras_from_opengl_c2w, opengl_c2w_from_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
-from recon_trainer.data.datasets import SingleSceneDataset
+from recon_trainer.data.datasets import SingleSceneDataset, with_known_source_views
 from recon_trainer.data.frame_data import FrameData
 
 if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
@@ -56,17 +56,17 @@ def read_blender_dataset_map(
     sequence_name: str,
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+    n_known_frames_for_test: Optional[int] = None,
 ) -> DatasetMap:
     """Train, val and test SingleSceneDatasets of a Blender-layout folder.
 
     Frame numbers run over train, then val, then test, so they are unique within the sequence.
+    n_known_frames_for_test: see `single_scene_dataset_map`.
     """
-    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
-
-    datasets = {}
+    frames = {}
     frame_number = 0
     for split in SPLITS:
-        frames = read_blender_split(
+        frames[split] = read_blender_split(
             base_dir,
             split,
             sequence_name=sequence_name,
@@ -74,9 +74,37 @@ def read_blender_dataset_map(
             bg_color=bg_color,
             first_frame_number=frame_number,
         )
-        frame_number += len(frames)
-        datasets[split] = SingleSceneDataset(frames)
-    return DatasetMap(**datasets)
+        frame_number += len(frames[split])
+    return single_scene_dataset_map(**frames, n_known_frames_for_test=n_known_frames_for_test)
+
+
+def single_scene_dataset_map(
+    train: Optional[Sequence[FrameData]],
+    val: Optional[Sequence[FrameData]],
+    test: Optional[Sequence[FrameData]],
+    n_known_frames_for_test: Optional[int] = None,
+) -> DatasetMap:
+    """The DatasetMap of one scene's frames (None for a split the scene does not have).
+
+    With n_known_frames_for_test = k, the test dataset holds the test frames followed by the train
+    frames, and its eval_batches pair each test frame with k random train (known) frames, drawn
+    with a fixed seed: test batches are [target, k known source views]. None: test frames only.
+    """
+    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
+
+    test_dataset = None if test is None else SingleSceneDataset(test)
+    if n_known_frames_for_test is not None:
+        if not test or not train:
+            raise ValueError(
+                f"n_known_frames_for_test={n_known_frames_for_test} needs train and test frames; this scene has "
+                f"{len(train or [])} train and {len(test or [])} test frames"
+            )
+        test_dataset = with_known_source_views(test, train, n_known_frames_for_test)
+    return DatasetMap(
+        train=None if train is None else SingleSceneDataset(train),
+        val=None if val is None else SingleSceneDataset(val),
+        test=test_dataset,
+    )
 
 
 def read_blender_split(
@@ -212,20 +240,20 @@ def _frame_images(
     lose their last rows / columns); a depth pixel is valid only where all its block is (depth > 0),
     and 0 elsewhere. NumPy, not torch: torch's thread pool makes these small operations slow.
     """
-    alpha = _area_downscale(rgba[..., 3:], factor)
-    premultiplied = _area_downscale(rgba[..., :3] * rgba[..., 3:], factor)
+    alpha = area_downscale(rgba[..., 3:], factor)
+    premultiplied = area_downscale(rgba[..., :3] * rgba[..., 3:], factor)
     background = np.asarray(bg_color, dtype=np.float32)
     image_rgb = np.clip(premultiplied + background * (1.0 - alpha), 0.0, 1.0)
     depth_map = depth_mask = None
     if depth is not None:
         valid = (depth > 0).astype(np.float32)[..., None]
-        depth_mask = (_area_downscale(valid, factor) > 1.0 - 1e-6).astype(np.float32)
-        depth_map = _area_downscale(depth[..., None] * valid, factor) * depth_mask
+        depth_mask = (area_downscale(valid, factor) > 1.0 - 1e-6).astype(np.float32)
+        depth_map = area_downscale(depth[..., None] * valid, factor) * depth_mask
     return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
                  for a in (image_rgb, alpha, depth_map, depth_mask))
 
 
-def _area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
     """(H, W, C) -> (H // factor, W // factor, C): the mean of each factor x factor block."""
     if factor == 1:
         return image
@@ -312,6 +340,7 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
     object_name: str = ""  # sequence name of the frames; "" = the name of base_dir's folder
     downscale_factor: int = 1  # integer image downscaling by area averaging (2: 800x800 -> 400x400)
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind transparent pixels; NeRF's white_bkgd is 1,1,1
+    n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
 
     def data_path(self) -> Optional[str]:
         return self.base_dir or None
@@ -325,5 +354,6 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
             sequence_name=name,
             downscale_factor=self.downscale_factor,
             bg_color=tuple(self.bg_color),
+            n_known_frames_for_test=self.n_known_frames_for_test,
         )
 

@@ -13,6 +13,7 @@ a temporary folder that is renamed into place, so a folder that exists is comple
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,6 +95,7 @@ class BuiltinScene(Configurable):
     seed: int = 0  # seeds the elevations
     cache_dir: str = ""  # cache root; "" = $RECON_TRAINER_CACHE or ~/.cache/recon_trainer/scenes
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the scene when read (not cached)
+    n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
 
     def __post_init__(self) -> None:
         low, high = (float(e) for e in self.elevation_range)
@@ -111,6 +113,11 @@ class BuiltinScene(Configurable):
                 f"({sizes}); use n_views >= 2 * holdout_every"
             )
             problems.append((min(sizes.values()) == 0, empty_split))
+            n_known = self.n_known_frames_for_test
+            problems.append((
+                n_known is not None and not 0 <= n_known <= sizes["train"],
+                f"n_known_frames_for_test={n_known}: expected between 0 and the {sizes['train']} train views",
+            ))
         messages = [message for failed, message in problems if failed]
         if messages:
             raise ValueError("BuiltinScene: " + "; ".join(messages))
@@ -159,7 +166,12 @@ class BuiltinScene(Configurable):
 
     def get_dataset_map(self) -> DatasetMap:
         """Train (train_known), val and test (test_unseen) datasets read from the cache."""
-        return read_blender_dataset_map(self.ensure_rendered(), sequence_name=self.label(), bg_color=self.bg_color)
+        return read_blender_dataset_map(
+            self.ensure_rendered(),
+            sequence_name=self.label(),
+            bg_color=self.bg_color,
+            n_known_frames_for_test=self.n_known_frames_for_test,
+        )
 
     def render_to(self, out_dir: str, exist_ok: bool = False) -> None:
         """Render every view into `out_dir` (Blender layout + depth + scene.json), atomically.
@@ -219,9 +231,15 @@ class BuiltinSceneDatasetMapProvider(DatasetMapProviderBase):
     """The built-in (or a mesh-file) scene, rendered once and cached by BuiltinScene."""
 
     scene: BuiltinScene
+    n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
+
+    @classmethod
+    def scene_tweak_args(cls, member_type: type, args: Any) -> None:
+        del args["n_known_frames_for_test"]  # set from this provider's field
 
     def __post_init__(self) -> None:
         run_auto_creation(self)
+        self.scene = dataclasses.replace(self.scene, n_known_frames_for_test=self.n_known_frames_for_test)
 
     def data_path(self) -> Optional[str]:
         return self.scene.cache_folder()

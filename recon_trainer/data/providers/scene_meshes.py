@@ -1,7 +1,8 @@
 """The meshes the built-in scene renders: a procedural one shipped as code, or a mesh file.
 
-Every mesh is normalised the same way: its bounding-box centre moves to the origin and it is
+Every scene mesh is normalised the same way: its bounding-box centre moves to the origin and it is
 scaled so that its farthest vertex lies on the unit sphere. World +Y is up.
+`normalize_to_unit_cube` is Implicitron's rendered-mesh normalisation (vertex mean, max |coordinate|).
 """
 from __future__ import annotations
 
@@ -24,13 +25,20 @@ def load_scene_mesh(scene: str) -> trimesh.Trimesh:
         return normalize_to_unit_sphere(procedural_scene_mesh())
     if not os.path.isfile(scene):
         raise FileNotFoundError(f"scene {scene!r}: expected {BUILTIN_SCENE_NAME!r} or the path of a mesh file")
+    return normalize_to_unit_sphere(load_mesh_file(scene))
+
+
+def load_mesh_file(path: str) -> trimesh.Trimesh:
+    """The triangle mesh (with its colours or texture) of a file trimesh reads, unnormalised."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"mesh file {path!r} not found")
     try:
-        mesh = trimesh.load(scene, force="mesh", process=False)
+        mesh = trimesh.load(path, force="mesh", process=False)
     except Exception as error:
-        raise ValueError(f"scene {scene!r}: trimesh cannot read it as a mesh: {error}") from error
+        raise ValueError(f"mesh file {path!r}: trimesh cannot read it as a mesh: {error}") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ValueError(f"scene {scene!r}: the file holds no triangles")
-    return normalize_to_unit_sphere(mesh)
+        raise ValueError(f"mesh file {path!r}: the file holds no triangles")
+    return mesh
 
 
 def normalize_to_unit_sphere(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -38,6 +46,19 @@ def normalize_to_unit_sphere(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     mesh = mesh.copy()
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     mesh.apply_scale(1.0 / np.linalg.norm(mesh.vertices, axis=1).max())
+    return mesh
+
+
+def normalize_to_unit_cube(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """A copy of `mesh` centred on the mean of its distinct vertex positions, its largest |coordinate| 1.
+
+    The mesh then fits in [-1, 1]^3 (its farthest vertex may lie up to sqrt(3) from the origin).
+    Distinct positions: a file loader may split vertices along texture seams; the mean is over the
+    positions the file lists.
+    """
+    mesh = mesh.copy()
+    mesh.apply_translation(-np.unique(mesh.vertices, axis=0).mean(axis=0))
+    mesh.apply_scale(1.0 / np.abs(mesh.vertices).max())
     return mesh
 
 
