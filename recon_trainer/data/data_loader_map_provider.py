@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler
 
-from recon_trainer.config import ReplaceableBase, registry
+from recon_trainer.config import ConfigError, ReplaceableBase, registry
 from recon_trainer.data.frame_data import collate
 
 if TYPE_CHECKING:  # data_source imports this module to build ReconDataSource's slot
@@ -74,3 +74,147 @@ class SimpleDataLoaderMapProvider(DataLoaderMapProviderBase):
             num_workers=self.num_workers,
             collate_fn=collate,
         )
+
+
+CONDITIONING_TYPES = ("SAME", "TRAIN", "KNOWN")
+EVAL_SEED = 0  # seeds the choice of val / test source frames
+
+
+def _sequence_groups(dataset: Dataset) -> Dict[str, List[int]]:
+    """{sequence name: dataset indices} of a FrameDataset, in index order."""
+    groups: Dict[str, List[int]] = {}
+    for index, name in enumerate(dataset.sequence_names()):
+        groups.setdefault(name, []).append(index)
+    return groups
+
+
+class _SameSequenceBatches:
+    """Train batch sampler: each batch holds frames of one sequence (a fresh draw per epoch).
+
+    The sequence is drawn uniformly; the batch size uniformly from `sizes`; frames are drawn
+    without replacement (all of them when the sequence is shorter), or as a run of consecutive
+    frames (by frame order in the dataset) with gaps of 1..max_gap frames. The draws use a
+    generator seeded from torch's global RNG, so a seeded loop reproduces them.
+    """
+
+    def __init__(self, groups: Dict[str, List[int]], n_batches: int, sizes: Sequence[int],
+                 consecutive: bool, max_gap: int) -> None:
+        self.groups = [indices for indices in groups.values() if indices]
+        self.n_batches, self.sizes, self.consecutive, self.max_gap = n_batches, list(sizes), consecutive, max_gap
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[List[int]]:
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
+        for _ in range(self.n_batches):
+            indices = self.groups[int(torch.randint(len(self.groups), (), generator=generator))]
+            size = min(self.sizes[int(torch.randint(len(self.sizes), (), generator=generator))], len(indices))
+            if self.consecutive:
+                gaps = torch.randint(1, max(self.max_gap, 1) + 1, (size - 1,), generator=generator)
+                span = int(gaps.sum())
+                while span >= len(indices):  # too long for the sequence: shrink the gaps
+                    gaps = (gaps - 1).clamp(min=1)
+                    span = int(gaps.sum())
+                start = int(torch.randint(len(indices) - span, (), generator=generator))
+                offsets = [0] + torch.cumsum(gaps, 0).tolist()
+                yield [indices[start + o] for o in offsets]
+            else:
+                yield [indices[int(k)] for k in torch.randperm(len(indices), generator=generator)[:size]]
+
+
+@registry.register
+class SequenceDataLoaderMapProvider(DataLoaderMapProviderBase):
+    """Sequence-aware batches of FrameDatasets (datasets.py), element 0 of each batch the target.
+
+    Train: each batch holds frames of one sequence (`_SameSequenceBatches`). Val and test: one
+    batch per target frame, deterministic (sources drawn with EVAL_SEED); a dataset with `eval_batches` uses
+    them. Otherwise the target gets batch_size - 1 source frames chosen by the split's
+    conditioning type: SAME = other frames of its sequence from the same split, KNOWN = frames of
+    its sequence from the train dataset, TRAIN = any train frames. Sources come from the train
+    dataset through a concatenation (split frames, then train frames). Fewer candidates than
+    needed give a smaller batch.
+    """
+
+    batch_size: int = 1  # frames per batch (target + sources in val / test)
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
+    dataset_length_train: int = 0  # batches per train epoch; 0 = len(train) // batch_size
+    dataset_length_val: int = 0  # val batches over evenly spaced targets (or eval batches); 0 = all
+    dataset_length_test: int = 0  # test batches over evenly spaced targets (or eval batches); 0 = all
+    images_per_seq_options: Tuple[int, ...] = ()  # train batch sizes drawn uniformly; empty = (batch_size,)
+    sample_consecutive_frames: bool = False  # train batches are runs of consecutive frames of a sequence
+    consecutive_frames_max_gap: int = 0  # gap between consecutive picks is 1..max_gap frames (0 = 1)
+    train_conditioning_type: str = "SAME"  # train batches: only SAME (one sequence per batch) is supported
+    val_conditioning_type: str = "SAME"  # SAME, KNOWN or TRAIN (see the class doc)
+    test_conditioning_type: str = "KNOWN"  # SAME, KNOWN or TRAIN (see the class doc)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.batch_size < 1:
+            raise ConfigError(f"{name}.batch_size must be >= 1, got {self.batch_size}")
+        if any(int(n) < 1 for n in self.images_per_seq_options):
+            options = list(self.images_per_seq_options)
+            raise ConfigError(f"{name}.images_per_seq_options must be positive, got {options}")
+        if self.train_conditioning_type != "SAME":
+            value = self.train_conditioning_type
+            raise ConfigError(f"{name}.train_conditioning_type={value!r}: only 'SAME' is supported")
+        for key in ("val_conditioning_type", "test_conditioning_type"):
+            if getattr(self, key) not in CONDITIONING_TYPES:
+                raise ConfigError(f"{name}.{key}={getattr(self, key)!r}: expected one of {list(CONDITIONING_TYPES)}")
+
+    def get_data_loader_map(self, datasets: DatasetMap) -> DataLoaderMap:
+        from recon_trainer.data.data_source import DataLoaderMap  # imported here: data_source imports this module
+
+        return DataLoaderMap(
+            train=self._train_loader(datasets.train),
+            val=self._eval_loader(datasets.val, datasets.train, self.val_conditioning_type, self.dataset_length_val),
+            test=self._eval_loader(datasets.test, datasets.train, self.test_conditioning_type,
+                                   self.dataset_length_test),
+        )
+
+    def _train_loader(self, dataset: Optional[Dataset]) -> Optional[DataLoader]:
+        if dataset is None:
+            return None
+        sizes = [int(n) for n in self.images_per_seq_options] or [self.batch_size]
+        n_batches = self.dataset_length_train or max(1, len(dataset) // self.batch_size)
+        sampler = _SameSequenceBatches(_sequence_groups(dataset), n_batches, sizes,
+                                       self.sample_consecutive_frames, self.consecutive_frames_max_gap)
+        return self._loader(dataset, sampler)
+
+    def _eval_loader(self, dataset: Optional[Dataset], train: Optional[Dataset], conditioning: str,
+                     n_batches: int) -> Optional[DataLoader]:
+        if dataset is None:
+            return None
+        eval_batches = getattr(dataset, "eval_batches", None)
+        if eval_batches is not None:
+            return self._loader(dataset, _evenly_spaced(list(eval_batches), n_batches))
+        targets = _evenly_spaced(list(range(len(dataset))), n_batches)
+        n_sources = self.batch_size - 1
+        if n_sources == 0 or (conditioning != "SAME" and train is None):
+            return self._loader(dataset, [[t] for t in targets])
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        if conditioning == "SAME":
+            pool, offset = dataset, 0
+        else:
+            pool, offset = train, len(dataset)
+        names = dataset.sequence_names()
+        groups = _sequence_groups(pool)
+        every = list(range(len(pool)))
+        batches = []
+        for t in targets:
+            candidates = every if conditioning == "TRAIN" else groups.get(names[t], [])
+            candidates = [c for c in candidates if not (pool is dataset and c == t)]
+            picks = torch.randperm(len(candidates), generator=generator)[:n_sources].tolist()
+            batches.append([t] + [offset + candidates[k] for k in picks])
+        combined = dataset if offset == 0 else ConcatDataset([dataset, train])
+        return self._loader(combined, batches)
+
+    def _loader(self, dataset: Dataset, batch_sampler: Iterable[List[int]]) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate)
+
+
+def _evenly_spaced(items: List, n: int) -> List:
+    """n evenly spaced items (all when n is 0 or at least len(items))."""
+    if 0 < n < len(items):
+        return [items[i] for i in torch.linspace(0, len(items) - 1, n).round().long().tolist()]
+    return items

@@ -18,6 +18,9 @@ class FrameDataset(torch.utils.data.Dataset, abc.ABC):
     """A dataset of single frames; `eval_batches` (or None) lists fixed test batches by index."""
 
     eval_batches: Optional[List[List[int]]] = None
+    # OmegaConf.structured reads an inherited generic base (torch's Dataset[T_co]) as the key and
+    # value types of a dict and fails on config-built datasets; this class has no generic bases.
+    __orig_bases__ = ()
 
     @abc.abstractmethod
     def __len__(self) -> int:
