@@ -8,6 +8,9 @@ BUILTIN_MODULES = (
     "recon_trainer.training.training_loop",  # trainer: ReconTrainingLoop
     "recon_trainer.data.providers.blender",
     "recon_trainer.data.providers.builtin_scene",
+    "recon_trainer.data.providers.co3d.providers",  # JsonIndexDataset, JsonIndexDatasetMapProvider(V2)
+    "recon_trainer.data.providers.llff",
+    "recon_trainer.data.providers.rendered_mesh",
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
     "recon_trainer.rendering.raysampler",
@@ -15,5 +18,8 @@ BUILTIN_MODULES = (
     "recon_trainer.rendering.multipass_ea",
     "recon_trainer.models.generic_model",
     "recon_trainer.models.overfit_model",
+    "recon_trainer.models.global_encoder",  # SequenceAutodecoder, HarmonicTimeEncoder
+    "recon_trainer.models.resnet_feature_extractor",  # ResNetFeatureExtractor
+    "recon_trainer.models.view_pooling.feature_aggregator",  # the four feature aggregators
     "recon_trainer.evaluation.nvs_evaluator",
 )

@@ -1,7 +1,7 @@
 """The image-feature-extractor slot: per-pixel features of the source views for view pooling.
 
-No implementation is registered yet; GenericModel's `image_feature_extractor_class_type`
-defaults to None.
+Implementation: ResNetFeatureExtractor (resnet_feature_extractor.py). GenericModel's
+`image_feature_extractor_class_type` defaults to None (no view pooling).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -21,7 +21,7 @@ from recon_trainer.data.frame_data import FrameData
 from recon_trainer.evaluation.nvs_metrics import mask_background
 from recon_trainer.models.base import EvaluationMode, ModelBase
 from recon_trainer.models.global_encoder import GlobalEncoderBase
-from recon_trainer.models.view_losses import VIEW_LOSS_NAMES, view_losses
+from recon_trainer.models.view_losses import VIEW_LOSS_NAMES, sample_at_ndc, view_losses
 from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
 from recon_trainer.rendering.ray_bundle import RayBundle
 from recon_trainer.rendering.raysampler import FULL_GRID, MASK_SAMPLE, SAMPLING_MODES, RaySamplerBase
@@ -32,6 +32,7 @@ PREV_STAGE_PREFIX = "prev_stage_"  # loss names of the pass before the last one
 KNOWN_LOSSES = (
     *(f"loss_{stage}{name}" for stage in ("", PREV_STAGE_PREFIX) for name in VIEW_LOSS_NAMES),
     "loss_autodecoder_norm",
+    "loss_eikonal",
 )
 
 # Fields of the members that the model sets from its own fields (hidden from their configs).
@@ -62,10 +63,17 @@ class ImplicitRenderingModel(ModelBase):
     forward(batch, evaluation_mode) returns a dict:
       "loss_<name>" scalars for the last pass and "loss_prev_stage_<name>" for the one before
         (names in VIEW_LOSS_NAMES), when the batch has the ground truth they need;
+      "loss_autodecoder_norm" with a global encoder that has codes; "loss_eikonal" = mean((|g| - 1)^2)
+        when the renderer's last pass puts SDF gradients g (N, 3) in aux["grad_theta"];
       "objective": Σ loss_weights[k] · preds[k] (always in training; in evaluation with ground truth);
       with full_grid sampling: "images_render" (B_t, C, H, W), "depths_render" and "masks_render"
         (B_t, 1, H, W), H, W = render_image_height, render_image_width.
     B_t (target views) is n_train_target_views in training and 1 in evaluation.
+
+    The implicit functions are called with `ray_bundle`, `camera` (the B_t target cameras),
+    `global_code` ((B_t, D_g) or None) and `fun_viewpool` (None unless a subclass pools source-view
+    features); a renderer whose `requires_object_mask()` is True also gets `object_mask`
+    (B_t, *rays) bool, the thresholded fg_probability at the rays (None without fg_probability).
     """
 
     mask_images: bool = True  # fill the image outside the thresholded foreground with bg_color
@@ -92,6 +100,10 @@ class ImplicitRenderingModel(ModelBase):
         "loss_prev_stage_rgb_psnr",
         "loss_prev_stage_rgb_psnr_fg",
         "loss_prev_stage_mask_bce",
+        "loss_rgb_l1",
+        "loss_rgb_huber",
+        "loss_mask_neg_iou",
+        "loss_eikonal",
         "loss_autodecoder_norm",
     )
 
@@ -171,6 +183,19 @@ class ImplicitRenderingModel(ModelBase):
         global_dim = 0 if self.global_encoder is None else self.global_encoder.get_encoding_dim()
         return 0, global_dim
 
+    def _view_pool_function(
+        self, batch: FrameData, n_targets: int, image_rgb: Optional[torch.Tensor]
+    ) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """`fun_viewpool` for the implicit functions: world points (B_t, *S, 3) -> pooled source-view
+        features; None here (no view pooling), see GenericModel."""
+        return None
+
+    def _global_code(self, batch: FrameData, n_targets: int) -> Optional[torch.Tensor]:
+        """(B_t, D_g) codes of the targets, or None without a global encoder or with D_g = 0."""
+        if self.global_encoder is None or self.global_encoder.get_encoding_dim() == 0:
+            return None
+        return self.global_encoder(batch)[:n_targets]
+
     def _implicit_function_parent_values(self) -> Dict[str, Any]:
         view_dim, global_dim = self._latent_dims()
         return {
@@ -239,21 +264,33 @@ class ImplicitRenderingModel(ModelBase):
         if sampling_mode == MASK_SAMPLE and batch.mask_crop is not None:
             sampling_mask = batch.mask_crop[:n_targets]
         ray_bundle = self.raysampler(target_camera, evaluation_mode, mask=sampling_mask)
-        global_code = None if self.global_encoder is None else self.global_encoder(batch)[:n_targets]
-        implicit_functions = [
-            functools.partial(function, camera=target_camera, global_code=global_code)
-            for function in self._implicit_functions_per_pass()
-        ]
+        full_grid = sampling_mode == FULL_GRID
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (training or not full_grid)):
+            fun_viewpool = self._view_pool_function(batch, n_targets, self._preprocess(batch)[0])
+            global_code = self._global_code(batch, n_targets)
+            implicit_functions = [
+                functools.partial(function, camera=target_camera, global_code=global_code, fun_viewpool=fun_viewpool)
+                for function in self._implicit_functions_per_pass()
+            ]
+            target_fg = None if batch.fg_probability is None else batch.fg_probability[:n_targets]
 
-        def render(rays: RayBundle) -> RendererOutput:
-            return self.renderer(
-                ray_bundle=rays, implicit_functions=implicit_functions, evaluation_mode=evaluation_mode
-            )
+            def render(rays: RayBundle) -> RendererOutput:
+                extra: Dict[str, Any] = {}
+                if self.renderer.requires_object_mask():
+                    extra["object_mask"] = self._object_mask(target_fg, rays.xys)
+                return self.renderer(
+                    ray_bundle=rays, implicit_functions=implicit_functions, evaluation_mode=evaluation_mode, **extra
+                )
 
-        if sampling_mode != FULL_GRID:
-            return ray_bundle, render(ray_bundle)
-        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
+            if not full_grid:
+                return ray_bundle, render(ray_bundle)
             return ray_bundle, render_in_chunks(render, ray_bundle, self.chunk_size_grid)
+
+    def _object_mask(self, fg_probability: Optional[torch.Tensor], xys: torch.Tensor) -> Optional[torch.Tensor]:
+        """(B_t, *rays) bool: fg_probability (B_t, 1, H, W) > mask_threshold at the rays' xys (nearest)."""
+        if fg_probability is None:
+            return None
+        return sample_at_ndc(fg_probability, xys, "nearest")[..., 0] > self.mask_threshold
 
     def _losses(self, batch: FrameData, n_targets: int, output: RendererOutput, xys: torch.Tensor) -> Dict[str, Any]:
         """loss_<name> of the last pass, loss_prev_stage_<name> of the one before, loss_autodecoder_norm."""
@@ -280,6 +317,9 @@ class ImplicitRenderingModel(ModelBase):
             norm = self.global_encoder.calculate_squared_encoding_norm()
             if norm is not None:
                 preds["loss_autodecoder_norm"] = norm
+        grad_theta = output.aux.get("grad_theta")
+        if isinstance(grad_theta, torch.Tensor) and grad_theta.numel() > 0:
+            preds["loss_eikonal"] = ((grad_theta.norm(dim=-1) - 1.0) ** 2).mean()
         return preds
 
     def _preprocess(self, batch: FrameData) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:

@@ -15,8 +15,20 @@ import torch.nn.functional as F
 from recon_trainer.evaluation.nvs_metrics import mse, psnr_from_mse
 
 # Loss names a view produces (the model prefixes "loss_" and, for the coarse pass, "prev_stage_").
-VIEW_LOSS_NAMES = ("rgb_mse", "rgb_psnr", "rgb_psnr_fg", "mask_bce", "depth_abs", "depth_abs_fg")
+VIEW_LOSS_NAMES = (
+    "rgb_mse",
+    "rgb_psnr",
+    "rgb_psnr_fg",
+    "rgb_l1",
+    "rgb_huber",
+    "mask_bce",
+    "mask_neg_iou",
+    "depth_abs",
+    "depth_abs_fg",
+)
 BCE_EPS = 1e-4  # opacities are clamped to [eps, 1 - eps] before the log
+HUBER_SCALE = 0.03  # pseudo-Huber: quadratic for colour errors below about this, linear above
+IOU_EPS = 1e-8  # added to the intersection and union of mask_neg_iou (two empty masks: IoU 1)
 
 
 def sample_at_ndc(image: torch.Tensor, xys: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -44,6 +56,15 @@ def _masked_mean(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum() / weights.sum().clamp(min=1e-8)
 
 
+def _neg_iou(masks: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """1 - soft IoU of masks and fg (B, ..., 1) per image, averaged over the B images."""
+    b = masks.shape[0]
+    m, f = masks.reshape(b, -1), fg.reshape(b, -1)
+    intersection = (m * f).sum(1)
+    union = (m + f - m * f).sum(1)
+    return (1.0 - (intersection + IOU_EPS) / (union + IOU_EPS)).mean()
+
+
 def view_losses(
     *,
     features: torch.Tensor,
@@ -63,7 +84,10 @@ def view_losses(
     by the model if it masks images), fg_probability, depth_map, depth_mask, mask_crop (B, 1, H, W).
     Every loss is restricted to mask_crop (valid pixels).
       rgb_mse, rgb_psnr: colour error over all rays; rgb_psnr_fg: weighted by the fg probability.
+      rgb_l1: mean |colour error|; rgb_huber: mean pseudo-Huber s (sqrt(1 + (e / s)^2) - 1) of the
+        colour error e per channel, s = HUBER_SCALE.
       mask_bce: binary cross-entropy of the opacity vs the fg probability.
+      mask_neg_iou: 1 - soft IoU (Σ m f / Σ (m + f - m f)) of opacity m and fg f, averaged over images.
       depth_abs: mean |depth - gt| where the gt depth is valid; depth_abs_fg: on the foreground too.
     """
     crop = torch.ones_like(masks) if mask_crop is None else sample_at_ndc(mask_crop, xys, "nearest")
@@ -74,11 +98,16 @@ def view_losses(
         rgb_mse = mse(_flat(rgb), _flat(rgb_gt), _flat(crop))[0]
         losses["rgb_mse"] = rgb_mse
         losses["rgb_psnr"] = psnr_from_mse(rgb_mse)
+        error = rgb - rgb_gt
+        losses["rgb_l1"] = _masked_mean(error.abs(), crop)
+        huber = HUBER_SCALE * ((1.0 + (error / HUBER_SCALE) ** 2).sqrt() - 1.0)
+        losses["rgb_huber"] = _masked_mean(huber, crop)
         if fg is not None:
             losses["rgb_psnr_fg"] = psnr_from_mse(mse(_flat(rgb), _flat(rgb_gt), _flat(crop * fg))[0])
     if fg is not None:
         bce = F.binary_cross_entropy(masks.clamp(BCE_EPS, 1 - BCE_EPS), fg.clamp(0.0, 1.0), reduction="none")
         losses["mask_bce"] = _masked_mean(bce, crop)
+        losses["mask_neg_iou"] = _neg_iou(masks * crop, fg.clamp(0.0, 1.0) * crop)
     if depth_map is not None:
         depth_gt = sample_at_ndc(depth_map, xys, "nearest")
         valid = crop * (depth_gt > 0).to(depths.dtype)

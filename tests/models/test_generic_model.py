@@ -145,14 +145,11 @@ def test_num_passes_builds_one_function_per_pass():
     assert len(functions) == 3 and len({id(f) for f in functions}) == 3
 
 
-def test_feature_extractor_without_view_pooler_is_refused():
-    with pytest.raises(ConfigError, match=r"view pooler"):
-        GenericModel._build_implicit_functions(_FakeWithExtractor())
-
-
-class _FakeWithExtractor:
-    image_feature_extractor = object()
-    image_feature_extractor_class_type = "SomeExtractor"
+def test_feature_extractor_and_view_pooler_need_each_other():
+    with pytest.raises(ConfigError, match=r"view pooler.*view_pooler_enabled=true"):
+        make_model(image_feature_extractor_class_type="ResNetFeatureExtractor")
+    with pytest.raises(ConfigError, match=r"view_pooler_enabled=True needs.*image_feature_extractor_class_type"):
+        make_model(view_pooler_enabled=True)
 
 
 def test_nvs_evaluator_scores_the_model_on_held_out_frames(tmp_path):

@@ -52,3 +52,14 @@ def test_sharing_and_a_coarse_function_contradict():
             share_implicit_function_across_passes=True,
             coarse_implicit_function_class_type="NeuralRadianceFieldImplicitFunction",
         )
+
+
+def test_a_global_code_reaches_the_implicit_function_and_its_norm_is_a_loss():
+    cfg = tiny_model_args(OverfitModel, global_encoder_class_type="SequenceAutodecoder")
+    cfg.global_encoder_SequenceAutodecoder_args.autodecoder_args.encoding_dim = 3
+    torch.manual_seed(0)
+    model = OverfitModel(**cfg)
+    assert model.implicit_function.latent_dim == 3
+    preds = model(sphere_batch(), evaluation_mode=EvaluationMode.TRAINING)
+    (preds["objective"] + preds["loss_autodecoder_norm"]).backward()
+    assert model.global_encoder.autodecoder._codes.weight.grad.abs().sum() > 0

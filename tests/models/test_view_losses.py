@@ -41,3 +41,18 @@ def test_loss_values_by_hand():
     assert losses["depth_abs"].item() == pytest.approx(1.0)  # |2 - 3| and |2 - 1| where the depth is known
     assert losses["depth_abs_fg"].item() == pytest.approx(1.0)
     assert set(view_losses(features=features, depths=depths, masks=masks, xys=xys)) == set()
+
+
+def test_l1_huber_and_neg_iou_by_hand():
+    xys = ndc_pixel_centers(2, 2).reshape(1, 4, 2)
+    image = torch.zeros(1, 3, 2, 2)
+    fg = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    features = torch.full((1, 4, 3), 0.3)
+    masks = torch.tensor([[[1.0], [0.0], [1.0], [0.0]]])  # pixels (0, 0), (0, 1), (1, 0), (1, 1)
+    depths = torch.ones(1, 4, 1)
+    losses = view_losses(features=features, depths=depths, masks=masks, xys=xys, image_rgb=image, fg_probability=fg)
+    assert losses["rgb_l1"].item() == pytest.approx(0.3)
+    assert losses["rgb_huber"].item() == pytest.approx(0.03 * (math.sqrt(1 + 100) - 1), rel=1e-5)
+    assert losses["mask_neg_iou"].item() == pytest.approx(1 - 1 / 3, rel=1e-5)  # intersection 1, union 3
+    empty = view_losses(features=features, depths=depths, masks=masks * 0, xys=xys, fg_probability=fg * 0)
+    assert empty["mask_neg_iou"].item() == pytest.approx(0.0)
