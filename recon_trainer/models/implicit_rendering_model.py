@@ -68,7 +68,7 @@ class ImplicitRenderingModel(ModelBase):
       "objective": Σ loss_weights[k] · preds[k] (always in training; in evaluation with ground truth);
       with full_grid sampling: "images_render" (B_t, C, H, W), "depths_render" and "masks_render"
         (B_t, 1, H, W), H, W = render_image_height, render_image_width.
-    B_t (target views) is n_train_target_views in training and 1 in evaluation.
+    B_t (target views) is n_train_target_views in training (-1: every frame) and 1 in evaluation.
 
     The implicit functions are called with `ray_bundle`, `camera` (the B_t target cameras),
     `global_code` ((B_t, D_g) or None) and `fun_viewpool` (None unless a subclass pools source-view
@@ -84,7 +84,7 @@ class ImplicitRenderingModel(ModelBase):
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # masked-out background (match the raymarcher's bg_color)
     chunk_size_grid: int = 4096  # rays rendered at once in full-grid mode (over the whole batch)
     render_features_dimensions: int = 3  # channels the implicit function and renderer produce
-    n_train_target_views: int = 1  # the first frames of a training batch that are rendered
+    n_train_target_views: int = 1  # the first frames of a training batch that are rendered; -1 = all
     sampling_mode_training: str = MASK_SAMPLE  # "mask_sample" (rays drawn within mask_crop) or "full_grid"
     sampling_mode_evaluation: str = FULL_GRID  # "full_grid" (whole image, chunked) or "mask_sample"
     loss_weights: Dict[str, float] = dataclasses.field(default_factory=_default_loss_weights)  # objective terms
@@ -138,7 +138,9 @@ class ImplicitRenderingModel(ModelBase):
         for key in ("sampling_mode_training", "sampling_mode_evaluation"):
             if getattr(self, key) not in SAMPLING_MODES:
                 raise ConfigError(f"{name}.{key}={getattr(self, key)!r}: expected one of {list(SAMPLING_MODES)}")
-        for key in ("chunk_size_grid", "n_train_target_views", "render_image_width", "render_image_height"):
+        if self.n_train_target_views < 1 and self.n_train_target_views != -1:
+            raise ConfigError(f"{name}.n_train_target_views={self.n_train_target_views}: expected >= 1 or -1 (all)")
+        for key in ("chunk_size_grid", "render_image_width", "render_image_height"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name}.{key}={getattr(self, key)}: expected a positive integer")
         for key in self.loss_weights:
@@ -244,7 +246,7 @@ class ImplicitRenderingModel(ModelBase):
         training = evaluation_mode == EvaluationMode.TRAINING
         if training and batch.image_rgb is None:
             raise ValueError(f"{type(self).__name__}.forward: training needs image_rgb in the batch")
-        n_targets = min(self.n_train_target_views, len(batch.camera)) if training else 1
+        n_targets = self.n_targets(batch, training)
         sampling_mode = self.sampling_mode_training if training else self.sampling_mode_evaluation
         ray_bundle, output = self._render(batch, n_targets, sampling_mode, evaluation_mode)
         preds = self._losses(batch, n_targets, output, ray_bundle.xys)
@@ -253,6 +255,13 @@ class ImplicitRenderingModel(ModelBase):
         if sampling_mode == FULL_GRID:
             preds.update(_images_from_grid(output))
         return preds
+
+    def n_targets(self, batch: FrameData, training: bool) -> int:
+        """How many of the batch's first frames are rendered: n_train_target_views in training, else 1."""
+        if not training:
+            return 1
+        n_frames = len(batch.camera)
+        return n_frames if self.n_train_target_views == -1 else min(self.n_train_target_views, n_frames)
 
     def _render(
         self, batch: FrameData, n_targets: int, sampling_mode: str, evaluation_mode: EvaluationMode

@@ -77,9 +77,12 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
         for key in ("sampling_mode_training", "sampling_mode_evaluation"):
             if getattr(self, key) not in SAMPLING_MODES:
                 raise ValueError(f"{name}.{key}={getattr(self, key)!r}: expected one of {SAMPLING_MODES}")
-        for key in ("image_width", "image_height", "n_pts_per_ray_training", "n_pts_per_ray_evaluation"):
+        for key in ("image_width", "image_height"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{name}.{key}={getattr(self, key)}: expected a positive integer")
+        for key in ("n_pts_per_ray_training", "n_pts_per_ray_evaluation"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{name}.{key}={getattr(self, key)}: expected >= 0 (0: rays without points)")
         if MASK_SAMPLE in (self.sampling_mode_training, self.sampling_mode_evaluation):
             per_image, total = self.n_rays_per_image_sampled_from_mask, self.n_rays_total_training
             if (per_image is None) == (total is None):

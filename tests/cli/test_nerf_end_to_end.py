@@ -20,7 +20,7 @@ SCENE_ARGS = "data_source_ReconDataSource_args.builtin_scene_args"
 MODEL_ARGS = "model_factory_ReconModelFactory_args.model_GenericModel_args"
 TINY_RUN = [
     *(f"{SCENE_ARGS}.{key}={value}" for key, value in SCENE.items()),
-    "data_source_ReconDataSource_args.data_loader_map_provider_SimpleDataLoaderMapProvider_args.dataset_length_train=50",
+    "data_source_ReconDataSource_args.data_loader_map_provider_SequenceDataLoaderMapProvider_args.dataset_length_train=50",
     f"{MODEL_ARGS}.render_image_width=32",
     f"{MODEL_ARGS}.render_image_height=32",
     f"{MODEL_ARGS}.raysampler_AdaptiveRaySampler_args.n_rays_per_image_sampled_from_mask=512",
@@ -47,10 +47,10 @@ def run_cli(module, args, cwd, env):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(exp_dir, env, completed process) of one tiny repro_singleseq_nerf +preset=quick run."""
+    """(exp_dir, env, completed process) of one tiny repro_singleseq_nerf_blender +preset=quick run."""
     root = tmp_path_factory.mktemp("nerf_e2e")
     env = dict(os.environ, RECON_TRAINER_CACHE=str(root / "cache"))
-    args = ["--config-name", "repro_singleseq_nerf", "+preset=quick", "exp_dir=run", *TINY_RUN]
+    args = ["--config-name", "repro_singleseq_nerf_blender", "+preset=quick", "exp_dir=run", *TINY_RUN]
     result = run_cli("recon_trainer.cli.runner", args, root, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root / "run", env, result

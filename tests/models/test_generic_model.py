@@ -167,3 +167,13 @@ def _frame(frames: FrameData, index: int) -> FrameData:
     """Frame `index` of a batch as a single (uncollated) frame."""
     fields = ("image_rgb", "fg_probability", "mask_crop", "depth_map", "depth_mask", "image_size_hw")
     return FrameData(camera=frames.camera[index], **{name: getattr(frames, name)[index] for name in fields})
+
+
+def test_n_train_target_views_minus_one_renders_every_frame_of_the_batch():
+    model = make_model(n_train_target_views=-1)
+    batch = sphere_batch((0.0, 90.0, 180.0))
+    assert model.n_targets(batch, training=True) == 3 and model.n_targets(batch, training=False) == 1
+    preds = model(batch, evaluation_mode=EvaluationMode.TRAINING)
+    assert torch.isfinite(preds["objective"])
+    with pytest.raises(ConfigError, match="n_train_target_views=0"):
+        make_model(n_train_target_views=0)

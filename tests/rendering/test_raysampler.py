@@ -189,12 +189,17 @@ def test_directions_reach_depth_one():
         ({"n_rays_total_training": 100}, "exactly one of n_rays_per_image_sampled_from_mask"),
         ({"n_rays_per_image_sampled_from_mask": None}, "exactly one of n_rays_per_image_sampled_from_mask"),
         ({"min_depth": 2.0, "max_depth": 1.0}, "min_depth < max_depth"),
-        ({"n_pts_per_ray_training": 0}, "n_pts_per_ray_training=0"),
+        ({"n_pts_per_ray_training": -1}, "n_pts_per_ray_training=-1"),
     ],
 )
 def test_bad_settings_are_reported(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         near_far_sampler(**kwargs)
+
+
+def test_zero_points_per_ray_gives_rays_without_points():
+    bundle = near_far_sampler(n_pts_per_ray_training=0)(turned_cameras(), TRAINING)
+    assert bundle.lengths.shape[-1] == 0 and bundle.origins.shape[-1] == 3
 
 
 def test_a_bad_scene_extent_is_reported():
