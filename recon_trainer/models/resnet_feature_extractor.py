@@ -47,7 +47,7 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     normalize_image: bool = True  # standardise the image with the ImageNet mean and std first
     image_rescale: float = 0.16  # resize the image by this factor before the network (128 / 800)
     first_max_pool: bool = True  # keep the max-pooling after the first convolution
-    proj_dim: int = 32  # 1x1-convolve each stage's output to this many channels (0: keep them)
+    proj_dim: int = 32  # 1x1-convolve each stage's output to this many channels (<= 0: keep them)
     l2_norm: bool = True  # L2-normalise each stage's feature vectors
     add_masks: bool = True  # append the foreground mask as a feature map (ones when none is given)
     add_images: bool = True  # append the input image as a feature map
@@ -59,11 +59,8 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
             raise ConfigError(f"ResNetFeatureExtractor.name={self.name!r}: expected one of {list(STAGE_CHANNELS)}")
         if any(s not in (1, 2, 3, 4) for s in self.stages) or len(set(self.stages)) != len(self.stages):
             raise ConfigError(f"ResNetFeatureExtractor.stages={list(self.stages)}: expected distinct stages in 1..4")
-        if self.image_rescale <= 0 or self.proj_dim < 0:
-            raise ConfigError(
-                f"ResNetFeatureExtractor: image_rescale={self.image_rescale} must be > 0 and proj_dim={self.proj_dim} "
-                ">= 0"
-            )
+        if self.image_rescale <= 0:
+            raise ConfigError(f"ResNetFeatureExtractor.image_rescale={self.image_rescale}: expected > 0")
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.stages = tuple(sorted(self.stages))

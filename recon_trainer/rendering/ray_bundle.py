@@ -45,8 +45,8 @@ class RayBundle:
 
     def flatten(self) -> RayBundle:
         """A view with the spatial dimensions merged: every tensor becomes (B, R, last dim)."""
-        b = self.origins.shape[0]
-        return RayBundle(*(t.reshape(b, -1, t.shape[-1]) for t in self._tensors()))
+        b, n_rays = self.origins.shape[0], self.n_rays_per_image
+        return RayBundle(*(t.reshape(b, n_rays, t.shape[-1]) for t in self._tensors()))
 
     def unflatten(self, spatial_shape: tuple[int, ...]) -> RayBundle:
         """The inverse of `flatten`: (B, R, last dim) tensors to (B, *spatial_shape, last dim)."""

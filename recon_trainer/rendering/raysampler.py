@@ -164,9 +164,9 @@ class NearFarRaySampler(RaySamplerBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.min_depth < self.max_depth:
+        if not 0 <= self.min_depth <= self.max_depth:
             raise ValueError(
-                f"NearFarRaySampler: expected 0 <= min_depth < max_depth, got min_depth={self.min_depth}, "
+                f"NearFarRaySampler: expected 0 <= min_depth <= max_depth, got min_depth={self.min_depth}, "
                 f"max_depth={self.max_depth}"
             )
 

@@ -188,7 +188,7 @@ def test_directions_reach_depth_one():
         ({"sampling_mode_training": "grid"}, "sampling_mode_training='grid'"),
         ({"n_rays_total_training": 100}, "exactly one of n_rays_per_image_sampled_from_mask"),
         ({"n_rays_per_image_sampled_from_mask": None}, "exactly one of n_rays_per_image_sampled_from_mask"),
-        ({"min_depth": 2.0, "max_depth": 1.0}, "min_depth < max_depth"),
+        ({"min_depth": 2.0, "max_depth": 1.0}, "min_depth <= max_depth"),
         ({"n_pts_per_ray_training": -1}, "n_pts_per_ray_training=-1"),
     ],
 )
