@@ -105,7 +105,7 @@ def bench_one(name: str, steps: int, precision: str, max_render_pixels: int, ext
         _sync(device)
         step_seconds = (time.perf_counter() - start) / steps
 
-        height, width = int(model_args.render_image_height), int(model_args.render_image_width)
+        height, width = int(model.render_image_height), int(model.render_image_width)
         scale = min(1.0, math.sqrt(max_render_pixels / (height * width))) if device.type == "cpu" else 1.0
         size = (max(8, int(height * scale)), max(8, int(width * scale)))
         model.render_image_height, model.render_image_width = size
@@ -174,7 +174,8 @@ def main() -> None:
             matmul[(r["device"], r["precision"])] = r["matmul_gflops"]
             mark = "~" if r["render_extrapolated"] else " "
             print(
-                f"{r['config']:12} {r['precision']:5} {r['rays_per_step']:9d} {r['step_s']:8.2f} {r['rays_per_s']:9.0f} "
+                f"{r['config']:12} {r['precision']:5} {r['rays_per_step']:9d} {r['step_s']:8.2f} "
+                f"{r['rays_per_s']:9.0f} "
                 f"{r['step_gflop']:10.1f} {r['achieved_gflops']:8.1f} {r['fraction_of_matmul']:9.1%} "
                 f"{r['render_size']:>10} {mark}{r['render_s']:12.2f} {r['peak_memory_mib']:9.0f}"
             )

@@ -10,7 +10,7 @@ import torch
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 SOFTPLUS_BETA = 100.0  # IDR's smooth ReLU: softplus(beta x) / beta
@@ -99,8 +99,7 @@ class IdrFeatureField(ImplicitFunctionBase):
         if fun_viewpool is not None:
             parts.append(fun_viewpool(points))
         if global_code is not None:
-            shape = (global_code.shape[0],) + (1,) * (points.dim() - 2) + (global_code.shape[-1],)
-            parts.append(global_code.reshape(shape).expand(*points.shape[:-1], global_code.shape[-1]))
+            parts.append(broadcast_code(global_code, points.shape[:-1]))
         x = torch.cat(parts, dim=-1)
         if x.shape[-1] != self.input_dim:
             raise ValueError(

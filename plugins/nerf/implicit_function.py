@@ -16,7 +16,7 @@ from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.mlp import MLPWithInputSkips
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 
@@ -83,13 +83,12 @@ class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
         if self.xyz_ray_dir_in_camera_coords:
             if camera is None:
                 raise ValueError("NeuralRadianceFieldImplicitFunction: xyz_ray_dir_in_camera_coords needs the camera")
-            points, directions = _to_camera_frame(camera, points, directions)
+            points, directions = camera.world_to_view_any(points), camera.directions_to_view(directions)
         latent = []
         if fun_viewpool is not None:
             latent.append(fun_viewpool(points_world))
         if global_code is not None:
-            code_shape = (global_code.shape[0],) + (1,) * (points.dim() - 2) + (global_code.shape[-1],)
-            latent.append(global_code.reshape(code_shape).expand(*points.shape[:-1], global_code.shape[-1]))
+            latent.append(broadcast_code(global_code, points.shape[:-1]))
         n_latent = sum(code.shape[-1] for code in latent)
         if n_latent != self.latent_dim:
             raise ValueError(
@@ -102,12 +101,3 @@ class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
         densities, colors = self.head(features, directions)
         return densities, colors, {}
 
-
-def _to_camera_frame(
-    camera: PerspectiveCameras, points: torch.Tensor, directions: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """World points (B, ..., P, 3) and directions (B, ..., 3) in the view frames of B cameras."""
-    b = points.shape[0]
-    view_points = camera.world_to_view(points.reshape(b, -1, 3)).reshape(points.shape)
-    view_directions = (directions.reshape(b, -1, 3) @ camera.R).reshape(directions.shape)
-    return view_points, view_directions

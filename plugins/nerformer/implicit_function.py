@@ -22,7 +22,7 @@ from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 from .transformer import ViewRayTransformer
@@ -96,8 +96,7 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
         n_views = view_features.shape[-2]
         latent = [view_features]
         if global_code is not None:
-            code_shape = (global_code.shape[0],) + (1,) * (points_world.dim() - 1) + (global_code.shape[-1],)
-            latent.append(global_code.reshape(code_shape).expand(*view_features.shape[:-1], global_code.shape[-1]))
+            latent.append(broadcast_code(global_code, view_features.shape[:-1]))
         n_latent = sum(code.shape[-1] for code in latent)
         if n_latent != self.latent_dim:
             raise ValueError(
@@ -108,7 +107,7 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
         if self.xyz_ray_dir_in_camera_coords:
             if camera is None:
                 raise ValueError("NeRFormerImplicitFunction: xyz_ray_dir_in_camera_coords needs the camera")
-            points, directions = _to_camera_frame(camera, points, directions)
+            points, directions = camera.world_to_view_any(points), camera.directions_to_view(directions)
         if self.input_xyz:
             embedding = self.xyz_embedding(points)
             latent.insert(0, embedding[..., None, :].expand(*embedding.shape[:-1], n_views, embedding.shape[-1]))
@@ -141,12 +140,3 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
             )
         return features
 
-
-def _to_camera_frame(
-    camera: PerspectiveCameras, points: torch.Tensor, directions: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """World points (T, ..., P, 3) and directions (T, ..., 3) in the view frames of the T cameras."""
-    t = points.shape[0]
-    view_points = camera.world_to_view(points.reshape(t, -1, 3)).reshape(points.shape)
-    view_directions = (directions.reshape(t, -1, 3) @ camera.R).reshape(directions.shape)
-    return view_points, view_directions

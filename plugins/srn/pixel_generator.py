@@ -55,7 +55,6 @@ class SRNPixelGenerator(Configurable, torch.nn.Module):
         if self.ray_dir_in_camera_coords:
             if camera is None:
                 raise ValueError("SRNPixelGenerator: ray_dir_in_camera_coords=True needs the target cameras")
-            t = directions.shape[0]
-            directions = (directions.reshape(t, -1, 3) @ camera.R).reshape(directions.shape)
+            directions = camera.directions_to_view(directions)
         features = self.mlp(raymarch_features, raymarch_features)
         return self.head(features, directions)

@@ -15,16 +15,11 @@ from recon_trainer.config import Configurable
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.mlp import MLPWithInputSkips
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
+from recon_trainer.rendering.implicit_function import broadcast_code
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 ViewPool = Callable[[torch.Tensor], torch.Tensor]
 HYPERNET_WEIGHT_SCALE = 0.1  # initial scale of the code-dependent part of generated weights (SRN: 0.1)
-
-
-def expand_code(code: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-view code (T, D) broadcast to the points `like` (T, ..., 3): (T, ..., D)."""
-    shape = (code.shape[0],) + (1,) * (like.dim() - 2) + (code.shape[-1],)
-    return code.reshape(shape).expand(*like.shape[:-1], code.shape[-1])
 
 
 def pooled_features(fun_viewpool: Optional[ViewPool], points_world: torch.Tensor, owner: str) -> List[torch.Tensor]:
@@ -50,8 +45,7 @@ def points_in_frame(
         return points
     if camera is None:
         raise ValueError(f"{owner}: xyz_in_camera_coords=True needs the target cameras (camera=None)")
-    t = points.shape[0]
-    return camera.world_to_view(points.reshape(t, -1, 3)).reshape(points.shape)
+    return camera.world_to_view_any(points)
 
 
 def check_latent_dim(latent: List[torch.Tensor], expected: int, owner: str, source: str) -> None:
@@ -99,7 +93,7 @@ class SRNRaymarchFunction(Configurable, torch.nn.Module):
         points = points_in_frame(ray_bundle, camera, self.xyz_in_camera_coords, owner)
         latent = pooled_features(fun_viewpool, ray_bundle.ray_points(), owner)
         if global_code is not None:
-            latent.append(expand_code(global_code, points))
+            latent.append(broadcast_code(global_code, points.shape[:-1]))
         check_latent_dim(latent, self.latent_dim, owner, "view pooling + global code")
         embedding = torch.cat([self.xyz_embedding(points), *latent], dim=-1)
         return self.mlp(embedding, embedding)

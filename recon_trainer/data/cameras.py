@@ -80,6 +80,16 @@ class PerspectiveCameras:
         """(N, P, 3) world points to (N, P, 3) view-space points."""
         return points @ self.R + self.T[:, None, :]
 
+    def world_to_view_any(self, points: torch.Tensor) -> torch.Tensor:
+        """World points (N, ..., 3) of any shape to view-space points of the same shape (camera n for [n])."""
+        n = points.shape[0]
+        return self.world_to_view(points.reshape(n, -1, 3)).reshape(points.shape)
+
+    def directions_to_view(self, directions: torch.Tensor) -> torch.Tensor:
+        """World directions (N, ..., 3) of any shape rotated into the view frames (no translation)."""
+        n = directions.shape[0]
+        return (directions.reshape(n, -1, 3) @ self.R).reshape(directions.shape)
+
     def view_to_world(self, points: torch.Tensor) -> torch.Tensor:
         """(N, P, 3) view-space points to (N, P, 3) world points."""
         return (points - self.T[:, None, :]) @ self.R.transpose(1, 2)

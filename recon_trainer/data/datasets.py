@@ -48,7 +48,8 @@ class SingleSceneDataset(FrameDataset):
         for batch in eval_batches or []:
             bad = [i for i in batch if not 0 <= i < len(self.frames)]
             if not batch or bad:
-                raise ValueError(f"SingleSceneDataset: eval batch {batch} has indices outside 0..{len(self.frames) - 1}")
+                last = len(self.frames) - 1
+                raise ValueError(f"SingleSceneDataset: eval batch {batch} has indices outside 0..{last}")
 
     def __len__(self) -> int:
         return len(self.frames)

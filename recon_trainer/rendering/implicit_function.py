@@ -32,3 +32,9 @@ class ImplicitFunctionBase(ReplaceableBase, torch.nn.Module):
     def allows_multiple_passes() -> bool:
         """Whether a model may build several copies of this function (coarse and fine passes)."""
         return False
+
+
+def broadcast_code(code: torch.Tensor, leading_shape: tuple[int, ...]) -> torch.Tensor:
+    """One code per target view (T, D) repeated over the points: (*leading_shape, D), leading_shape[0] = T."""
+    shape = (code.shape[0],) + (1,) * (len(leading_shape) - 1) + (code.shape[-1],)
+    return code.reshape(shape).expand(*leading_shape, code.shape[-1])

@@ -201,3 +201,17 @@ def test_bad_shapes_are_reported():
         PerspectiveCameras(torch.eye(3)[None], torch.zeros(1, 3), torch.ones(2, 2), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="image_size"):
         opencv_from_cameras(_camera())
+
+
+def test_any_shape_points_and_directions_go_to_each_cameras_view_frame():
+    cameras = look_at_cameras(
+        torch.tensor([[0.0, 0.0, 3.0], [3.0, 0.0, 0.0]]), torch.zeros(2, 3), torch.tensor([[0.0, 1.0, 0.0]] * 2), 1.0
+    )
+    points = torch.randn(2, 4, 5, 3)
+    view = cameras.world_to_view_any(points)
+    assert view.shape == points.shape
+    assert torch.allclose(view[1], cameras[1].world_to_view(points[1].reshape(1, -1, 3)).reshape(4, 5, 3))
+    directions = torch.randn(2, 4, 3)
+    rotated = cameras.directions_to_view(directions)
+    shifted = cameras.world_to_view_any(directions + 1.0) - cameras.world_to_view_any(torch.ones_like(directions))
+    assert torch.allclose(rotated, shifted, atol=1e-5)  # a direction is a difference of points
