@@ -18,6 +18,7 @@ from recon_trainer.config import ConfigError, enable_get_default_args, expand_ar
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.saved import load_saved_config
 from recon_trainer.data.cameras import join_cameras
+from recon_trainer.data.frame_data import collate
 from recon_trainer.experiment import Experiment
 from recon_trainer.rendering.trajectory import circular_trajectory
 from recon_trainer.visualization.flyaround import render_trajectory
@@ -35,13 +36,16 @@ def visualize_reconstruction(
     n_eval_cameras: int = 40,
     fps: int = 20,
     split: str = "train",
+    n_source_views: int = 9,
     device: str = "auto",
     drop_unknown_keys: bool = False,
 ) -> Dict[str, str]:
     """Render the experiment in `exp_dir` (saved config, latest checkpoint) along a circle.
 
     render_size: (H, W) the model renders at; video_size: (H, W) of the videos (render_size if
-    None); split: whose cameras the circle is fitted to; output_directory: exp_dir/video if None;
+    None); split: whose cameras the circle is fitted to; n_source_views: frames of that split, evenly
+    spaced, that image-conditioned models (a view pooler) read as source views; output_directory:
+    exp_dir/video if None;
     drop_unknown_keys: ignore keys of an expconfig.yaml written by another version.
     Returns the paths of the "rgb", "depth" and "mask" videos.
     """
@@ -61,7 +65,13 @@ def visualize_reconstruction(
     run_device = torch.device(device)
     model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
     cameras = circular_trajectory(join_cameras([dataset[i].camera for i in range(len(dataset))]), n_eval_cameras)
-    frames = render_trajectory(model, cameras, tuple(render_size), run_device)
+    sources = None
+    if getattr(model, "view_pooler", None) is not None:
+        if n_source_views < 1:
+            raise ConfigError(f"n_source_views={n_source_views}: this model renders from source views; use >= 1")
+        picks = torch.linspace(0, len(dataset) - 1, min(n_source_views, len(dataset))).round().long().tolist()
+        sources = collate([dataset[i] for i in picks])
+    frames = render_trajectory(model, cameras, tuple(render_size), run_device, sources, dataset[0].sequence_name)
     size = tuple(video_size) if video_size is not None else tuple(render_size)
     videos = {
         "rgb": frames["rgb"],

@@ -15,8 +15,11 @@ from .errors import ConfigError
 
 
 def unknown_keys(schema: DictConfig, saved: Any, path: str = "") -> List[str]:
-    """Dotted paths of the keys of the plain `saved` tree that the typed `schema` lacks."""
-    if not isinstance(saved, dict) or not isinstance(schema, DictConfig):
+    """Dotted paths of the keys of the plain `saved` tree that the typed `schema` lacks.
+
+    A field typed as a dict (e.g. loss_weights) takes any key, so its keys are never unknown.
+    """
+    if not isinstance(saved, dict) or not isinstance(schema, DictConfig) or OmegaConf.get_type(schema) is dict:
         return []
     found = []
     for key, value in saved.items():

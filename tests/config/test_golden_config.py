@@ -9,21 +9,26 @@ and commit the updated file with the change.
 """
 import difflib
 import os
-
-from omegaconf import OmegaConf
-
-from recon_trainer.config import expand_args_fields, get_default_args
-from recon_trainer.config.discovery import discover_plugins
-from recon_trainer.experiment import Experiment
+import subprocess
+import sys
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "experiment.yaml")
 UPDATE_ENV = "RECON_TRAINER_UPDATE_GOLDEN"
+# Run in a fresh process: other tests register extra implementations into this process's registry.
+DUMP = """
+from omegaconf import OmegaConf
+from recon_trainer.config import expand_args_fields, get_default_args
+from recon_trainer.config.discovery import discover_plugins
+from recon_trainer.experiment import Experiment
+discover_plugins()
+expand_args_fields(Experiment)
+print(OmegaConf.to_yaml(get_default_args(Experiment), sort_keys=False), end="")
+"""
 
 
 def default_experiment_yaml() -> str:
-    discover_plugins()
-    expand_args_fields(Experiment)
-    return OmegaConf.to_yaml(get_default_args(Experiment), sort_keys=False)
+    result = subprocess.run([sys.executable, "-c", DUMP], capture_output=True, text=True, check=True)
+    return result.stdout
 
 
 def test_default_experiment_config_matches_the_golden_yaml():

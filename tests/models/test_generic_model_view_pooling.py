@@ -145,3 +145,18 @@ def test_training_steps_reach_the_extractor_and_the_codes_and_evaluation_withhol
     with torch.no_grad():
         preds = model(withhold_target(frames), evaluation_mode=EVAL)
     assert preds["images_render"].shape == (1, 3, 16, 16) and torch.isfinite(preds["images_render"]).all()
+
+
+def test_a_fly_around_of_a_pooled_model_reads_the_source_views():
+    from recon_trainer.visualization.flyaround import render_trajectory
+
+    model = pooled_model()
+    sources = sphere_batch((0.0, 90.0, 180.0))
+    targets = sphere_batch((45.0, 135.0)).camera
+    frames = render_trajectory(model, targets, (16, 16), sources=sources)
+    assert frames["rgb"].shape == (2, 3, 16, 16) and torch.isfinite(frames["rgb"]).all()
+    darker = sphere_batch((0.0, 90.0, 180.0))
+    darker.image_rgb = darker.image_rgb * 0.2
+    assert not torch.allclose(render_trajectory(model, targets, (16, 16), sources=darker)["rgb"], frames["rgb"])
+    with pytest.raises(ValueError, match="source images"):
+        render_trajectory(model, targets, (16, 16), sequence_name="sphere")
