@@ -26,6 +26,7 @@ def test_multisequence_results_by_subset_and_source_views(tmp_path):
         "exp_dir=run",
         f"{PROVIDER}.dataset_root={root}",
         f"{PROVIDER}.category=procedural",
+        f"{PROVIDER}.test_on_train=false",  # the repro config evaluates on train; score held-out data
         f"{PROVIDER}.dataset_JsonIndexDataset_args.image_height=24",
         f"{PROVIDER}.dataset_JsonIndexDataset_args.image_width=24",
         f"{LOADER}.batch_size=3",
