@@ -16,7 +16,7 @@ from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.mlp import MLPWithInputSkips
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code, check_latent_dim
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 
@@ -89,12 +89,7 @@ class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
             latent.append(fun_viewpool(points_world))
         if global_code is not None:
             latent.append(broadcast_code(global_code, points.shape[:-1]))
-        n_latent = sum(code.shape[-1] for code in latent)
-        if n_latent != self.latent_dim:
-            raise ValueError(
-                f"NeuralRadianceFieldImplicitFunction: got {n_latent} latent channels (view pooling + global code), "
-                f"latent_dim is {self.latent_dim}"
-            )
+        check_latent_dim(latent, self.latent_dim, type(self).__name__, "(view pooling + global code)")
         parts = ([self.xyz_embedding(points)] if self.input_xyz else []) + latent
         embedding = torch.cat(parts, dim=-1)
         features = self.xyz_encoder(embedding, embedding)

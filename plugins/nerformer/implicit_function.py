@@ -22,7 +22,7 @@ from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code, check_latent_dim
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 from .transformer import ViewRayTransformer
@@ -97,12 +97,7 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
         latent = [view_features]
         if global_code is not None:
             latent.append(broadcast_code(global_code, view_features.shape[:-1]))
-        n_latent = sum(code.shape[-1] for code in latent)
-        if n_latent != self.latent_dim:
-            raise ValueError(
-                f"NeRFormerImplicitFunction: got {n_latent} latent channels per view (view pooling + global code), "
-                f"latent_dim is {self.latent_dim}"
-            )
+        check_latent_dim(latent, self.latent_dim, type(self).__name__, "per view (view pooling + global code)")
         points, directions = points_world, ray_bundle.directions
         if self.xyz_ray_dir_in_camera_coords:
             if camera is None:

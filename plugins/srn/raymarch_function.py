@@ -15,7 +15,7 @@ from recon_trainer.config import Configurable
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.mlp import MLPWithInputSkips
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import broadcast_code
+from recon_trainer.rendering.implicit_function import broadcast_code, check_latent_dim
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 ViewPool = Callable[[torch.Tensor], torch.Tensor]
@@ -46,13 +46,6 @@ def points_in_frame(
     if camera is None:
         raise ValueError(f"{owner}: xyz_in_camera_coords=True needs the target cameras (camera=None)")
     return camera.world_to_view_any(points)
-
-
-def check_latent_dim(latent: List[torch.Tensor], expected: int, owner: str, source: str) -> None:
-    """Raise when the channels of the latent codes do not add up to the configured latent_dim."""
-    n_latent = sum(code.shape[-1] for code in latent)
-    if n_latent != expected:
-        raise ValueError(f"{owner}: got {n_latent} latent channels ({source}), latent_dim is {expected}")
 
 
 class SRNRaymarchFunction(Configurable, torch.nn.Module):
@@ -94,7 +87,7 @@ class SRNRaymarchFunction(Configurable, torch.nn.Module):
         latent = pooled_features(fun_viewpool, ray_bundle.ray_points(), owner)
         if global_code is not None:
             latent.append(broadcast_code(global_code, points.shape[:-1]))
-        check_latent_dim(latent, self.latent_dim, owner, "view pooling + global code")
+        check_latent_dim(latent, self.latent_dim, owner, "(view pooling + global code)")
         embedding = torch.cat([self.xyz_embedding(points), *latent], dim=-1)
         return self.mlp(embedding, embedding)
 
@@ -178,7 +171,7 @@ class SRNRaymarchHyperNet(Configurable, torch.nn.Module):
             raise ValueError(f"{owner}: the hypernetwork needs a global code (global_code=None)")
         points = points_in_frame(ray_bundle, camera, self.xyz_in_camera_coords, owner)
         latent = pooled_features(fun_viewpool, ray_bundle.ray_points(), owner)
-        check_latent_dim(latent, self.latent_dim, owner, "view pooling")
+        check_latent_dim(latent, self.latent_dim, owner, "(view pooling)")
         x = torch.cat([self.xyz_embedding(points), *latent], dim=-1)
         t = x.shape[0]
         y = x.reshape(t, -1, x.shape[-1])

@@ -38,3 +38,13 @@ def broadcast_code(code: torch.Tensor, leading_shape: tuple[int, ...]) -> torch.
     """One code per target view (T, D) repeated over the points: (*leading_shape, D), leading_shape[0] = T."""
     shape = (code.shape[0],) + (1,) * (len(leading_shape) - 1) + (code.shape[-1],)
     return code.reshape(shape).expand(*leading_shape, code.shape[-1])
+
+
+def check_latent_dim(latent: list[torch.Tensor], expected: int, owner: str, source: str) -> None:
+    """Raise when the channels of the latent codes (..., D_i) do not add up to the configured latent_dim.
+
+    source says where the codes come from, e.g. "(view pooling + global code)".
+    """
+    n_latent = sum(code.shape[-1] for code in latent)
+    if n_latent != expected:
+        raise ValueError(f"{owner}: got {n_latent} latent channels {source}, latent_dim is {expected}")

@@ -1,6 +1,6 @@
 """Training checkpoints: one file per save, holding everything a run needs to continue exactly.
 
-Files in exp_dir (the epoch number has 8 digits, like Implicitron's model_epoch_XXXXXXXX.pth):
+Files in exp_dir (the epoch number has 8 digits, like Implicitron's model_epoch_<8 digits>.pth):
 
     checkpoint_epoch_00000003.pth                  after epoch 3 (validation and LR step done)
     checkpoint_epoch_00000004_batch_00000040.pth   40 batches into epoch 4 (a mid-epoch save)
