@@ -33,6 +33,9 @@ setup(
         "trimesh>=4",
         "embreex",
         "lpips",
+        "timm>=0.9",  # ViT encoders (MiDaS DPT)
+        "h5py",  # NYUv2 labelled .mat (MATLAB v7.3 = HDF5)
+        "scipy",  # NYUv2 splits.mat (MATLAB v5)
         "tensorboard",
         "mlflow>=2.10",
         "visdom",

@@ -28,7 +28,9 @@ class FrameData:
     fg_probability: (B, 1, H, W) foreground mask in [0, 1].
     mask_crop: (B, 1, H, W) 1 where the image has valid (uncropped-in) pixels.
     depth_map: (B, 1, H, W) view-space depth (pytorch3d Z) in scene units, 0 where unknown.
-    depth_mask: (B, 1, H, W) 1 where depth_map is valid.
+    depth_mask: (B, 1, H, W) 1 where depth_map (or disparity_map) is valid.
+    disparity_map: (B, 1, H, W) inverse depth known only up to scale and shift (e.g. stereo
+        disparity, or 1 / depth_map), the target of relative-depth methods; 0 where unknown.
     camera: B cameras (pytorch3d conventions, NDC intrinsics).
     image_size_hw: (B, 2) image height and width in pixels.
     sequence_name, frame_type, image_path: one string per frame.
@@ -41,6 +43,7 @@ class FrameData:
     mask_crop: Optional[torch.Tensor] = None
     depth_map: Optional[torch.Tensor] = None
     depth_mask: Optional[torch.Tensor] = None
+    disparity_map: Optional[torch.Tensor] = None
     camera: Optional[PerspectiveCameras] = None
     image_size_hw: Optional[torch.Tensor] = None
     frame_number: Optional[torch.Tensor] = None
