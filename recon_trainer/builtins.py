@@ -11,6 +11,10 @@ BUILTIN_MODULES = (
     "recon_trainer.data.providers.co3d.providers",  # JsonIndexDataset, JsonIndexDatasetMapProvider(V2)
     "recon_trainer.data.providers.llff",
     "recon_trainer.data.providers.rendered_mesh",
+    "recon_trainer.data.depth.eth3d",  # monocular depth formats: ETH3D, KITTI, NYUv2, Sintel
+    "recon_trainer.data.depth.kitti",
+    "recon_trainer.data.depth.nyu",
+    "recon_trainer.data.depth.sintel",
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
     "recon_trainer.rendering.raysampler",

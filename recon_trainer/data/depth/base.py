@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import ClassVar, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class DepthDataset(MixableDataset):
     and implement `list_samples` (called once, in __post_init__) and `load_sample`.
     """
 
-    PATH_FIELDS: Tuple[str, ...] = ("root",)
+    PATH_FIELDS: ClassVar[Tuple[str, ...]] = ("root",)
 
     root: str = ""  # the dataset's folder as distributed (relative: joined to the data source's data_root)
     split: str = "test"  # which images (each dataset documents its splits)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Tuple
+from typing import Any, ClassVar, Tuple
 
 from recon_trainer.config import ReplaceableBase
 
@@ -16,7 +16,7 @@ class MixableDataset(ReplaceableBase):
     mixing statistics.
     """
 
-    PATH_FIELDS: Tuple[str, ...] = ()
+    PATH_FIELDS: ClassVar[Tuple[str, ...]] = ()
 
     name: str = ""  # label in results and mixing statistics; "": the class name
 
