@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
 from recon_trainer.config import registry
-from recon_trainer.evaluation.evaluator import EvaluatorBase
+from recon_trainer.evaluation.evaluator import RESULTS_FILE, EvaluatorBase, average_rows, json_number
 from recon_trainer.evaluation.lpips_loading import LPIPS_MIN_IMAGE_SIZE, load_lpips_alex
 from recon_trainer.evaluation.nvs_metrics import eval_frame
 from recon_trainer.fileio import atomic_write
 from recon_trainer.models.base import EvaluationMode
 
-RESULTS_FILE = "results_test.json"
 # Ground-truth fields of the target frame that the model must not see.
 GROUND_TRUTH_FIELDS = ("image_rgb", "fg_probability", "depth_map", "depth_mask", "mask_crop")
 EVAL_N_SRC_VIEWS = (1, 3, 5, 7, 9)  # source-view counts reported separately in multi-sequence evaluation
@@ -66,10 +64,6 @@ def _first(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return value[0] if value else None
     return value
-
-
-def _json_number(value: float) -> Optional[float]:
-    return None if math.isnan(value) else value
 
 
 @registry.register
@@ -124,7 +118,7 @@ class NVSEvaluator(EvaluatorBase):
                     per_frame.append(self._evaluate_batch(model, batch.to(device), lpips))
         finally:
             model.train(was_training)
-        averages = _average(per_frame)
+        averages = average_rows(per_frame)
         _print_table(averages, len(per_frame), epoch)
         entries = summarize(per_frame, self.is_multisequence, epoch)
         if self.is_multisequence:
@@ -176,7 +170,7 @@ def summarize(per_frame: List[Dict[str, Any]], is_multisequence: bool, epoch: Op
     """The results_test.json entries (module doc) of the per-frame rows; metrics are plain floats."""
 
     def entry(subset: str, subsubset: str, rows: List[Dict[str, Any]], with_rows: bool) -> Dict[str, Any]:
-        result = {"subset": subset, "subsubset": subsubset, "n_frames": len(rows), "metrics": _average(rows)}
+        result = {"subset": subset, "subsubset": subsubset, "n_frames": len(rows), "metrics": average_rows(rows)}
         if with_rows:
             result["per_frame"] = rows
         result["eval_epoch"] = epoch
@@ -201,7 +195,7 @@ def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Entries with NaN floats (metrics and per-frame values) as None, for JSON."""
 
     def clean(row: Dict[str, Any]) -> Dict[str, Any]:
-        return {k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()}
+        return {k: json_number(v) if isinstance(v, float) else v for k, v in row.items()}
 
     out = []
     for entry in entries:
@@ -210,16 +204,6 @@ def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             entry["per_frame"] = [clean(row) for row in entry["per_frame"]]
         out.append(entry)
     return out
-
-
-def _average(per_frame: List[Dict[str, Any]]) -> Dict[str, float]:
-    """Mean of each metric over the frames where it is not NaN (NaN when it never is)."""
-    names = [k for k in (per_frame[0] if per_frame else {}) if isinstance(per_frame[0][k], float)]
-    averages = {}
-    for name in names:
-        values = [row[name] for row in per_frame if not math.isnan(row.get(name, math.nan))]
-        averages[name] = sum(values) / len(values) if values else math.nan
-    return averages
 
 
 def _print_table(averages: Dict[str, float], n_frames: int, epoch: Optional[int]) -> None:
