@@ -17,6 +17,7 @@ BUILTIN_MODULES = (
     "recon_trainer.data.depth.sintel",
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
+    "recon_trainer.data.mixing.data_source",  # MixtureDataSource
     "recon_trainer.rendering.raysampler",
     "recon_trainer.rendering.raymarcher",
     "recon_trainer.rendering.multipass_ea",

@@ -1,0 +1,136 @@
+"""Map-style combinators of datasets: `N @ ds`, `k * ds` and `a + b` of a mixing expression.
+
+An index is an int or a tuple (index, epoch_seed). Combinators pass the seed down (the
+ResizedDataset picks its permutation with it) and give the datasets below them a plain int; an
+int index means seed 0. No epoch state is kept, so they work unchanged in DataLoader workers.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch.utils.data import Dataset
+
+Index = Union[int, Tuple[int, int]]
+
+
+def split_index(index: Index) -> Tuple[int, int]:
+    """(index, epoch_seed) of an int or a tuple index (an int has seed 0)."""
+    if isinstance(index, tuple):
+        position, seed = index
+        return int(position), int(seed)
+    return int(index), 0
+
+
+def label_of(dataset: Any) -> str:
+    """A dataset's `label()`, or its class name when it has none."""
+    label = getattr(dataset, "label", None)
+    return label() if callable(label) else type(dataset).__name__
+
+
+class MixtureNode(Dataset):
+    """Base of the combinators: range checks and passing the seed to the dataset below."""
+
+    def label(self) -> str:
+        """The label of the dataset below (a concatenation joins its children's with '+')."""
+        raise NotImplementedError
+
+    def _position(self, index: Index) -> Tuple[int, int]:
+        position, seed = split_index(index)
+        if not 0 <= position < len(self):
+            raise IndexError(f"{type(self).__name__} ({self.label()}): index {position} out of range [0, {len(self)})")
+        return position, seed
+
+    @staticmethod
+    def _fetch(dataset: Any, position: int, seed: int) -> Any:
+        return dataset[(position, seed)] if isinstance(dataset, MixtureNode) else dataset[position]
+
+
+class ResizedDataset(MixtureNode):
+    """`n @ dataset`: n items; item i is perm[i % len(dataset)] for a permutation of the dataset
+    drawn from the epoch seed, so it subsamples (n < len) or repeats (n > len) the dataset and
+    draws other items in another epoch."""
+
+    def __init__(self, n: int, dataset: Any) -> None:
+        if type(n) is not int or n < 1:
+            raise ValueError(f"ResizedDataset: the size must be a positive integer, got {n!r}")
+        if len(dataset) == 0:
+            raise ValueError(f"ResizedDataset: {label_of(dataset)} is empty")
+        self.n, self.dataset = n, dataset
+        self._permutation: Optional[Tuple[int, torch.Tensor]] = None  # (seed, permutation) of the last seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def label(self) -> str:
+        return label_of(self.dataset)
+
+    def permutation(self, seed: int) -> torch.Tensor:
+        """(len(dataset),) int64: the order of the dataset's items in the epoch with this seed."""
+        if self._permutation is None or self._permutation[0] != seed:
+            generator = torch.Generator().manual_seed(seed)
+            self._permutation = (seed, torch.randperm(len(self.dataset), generator=generator))
+        return self._permutation[1]
+
+    def __getitem__(self, index: Index) -> Any:
+        position, seed = self._position(index)
+        permutation = self.permutation(seed)
+        return self._fetch(self.dataset, int(permutation[position % len(permutation)]), seed)
+
+
+class RepeatedDataset(MixtureNode):
+    """`k * dataset`: k * len items; item i is dataset item i // k (each repeated k times in a row)."""
+
+    def __init__(self, k: int, dataset: Any) -> None:
+        if type(k) is not int or k < 1:
+            raise ValueError(f"RepeatedDataset: the factor must be a positive integer, got {k!r}")
+        self.k, self.dataset = k, dataset
+
+    def __len__(self) -> int:
+        return self.k * len(self.dataset)
+
+    def label(self) -> str:
+        return label_of(self.dataset)
+
+    def __getitem__(self, index: Index) -> Any:
+        position, seed = self._position(index)
+        return self._fetch(self.dataset, position // self.k, seed)
+
+
+class ConcatDataset(MixtureNode):
+    """`a + b + ...`: the children one after the other; each child is a component."""
+
+    def __init__(self, children: Sequence[Any]) -> None:
+        if not children:
+            raise ValueError("ConcatDataset: needs at least one dataset")
+        self.children = list(children)
+        self._ends: List[int] = []
+        for child in self.children:
+            self._ends.append((self._ends[-1] if self._ends else 0) + len(child))
+
+    def __len__(self) -> int:
+        return self._ends[-1]
+
+    @property
+    def component_sizes(self) -> List[int]:
+        """The length of each child."""
+        return [len(child) for child in self.children]
+
+    def labels(self) -> List[str]:
+        """Each child's label, in order."""
+        return [label_of(child) for child in self.children]
+
+    def label(self) -> str:
+        return "+".join(self.labels())
+
+    def component_of(self, index: Index) -> int:
+        """Which child holds the item `index`."""
+        position, _ = self._position(index)
+        return bisect.bisect_right(self._ends, position)
+
+    def __getitem__(self, index: Index) -> Any:
+        position, seed = self._position(index)
+        component = bisect.bisect_right(self._ends, position)
+        start = self._ends[component - 1] if component > 0 else 0
+        return self._fetch(self.children[component], position - start, seed)

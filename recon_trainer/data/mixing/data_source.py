@@ -1,0 +1,111 @@
+"""MixtureDataSource: datasets from mixing expressions, train batches mixed in fixed shares."""
+from __future__ import annotations
+
+import collections
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from torch.utils.data import DataLoader
+
+from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.errors import did_you_mean
+from recon_trainer.data.data_source import DataLoaderMap, DatasetMap, DataSourceBase
+from recon_trainer.data.frame_data import collate
+from recon_trainer.data.mixing.combinators import ConcatDataset
+from recon_trainer.data.mixing.expression import build_mixture, parse_mixture, top_level_terms
+from recon_trainer.data.mixing.sampler import MixingBatchSampler
+
+MIXING_MODES = ("concat", "equal", "weighted")
+
+
+@registry.register
+class MixtureDataSource(DataSourceBase):
+    """Each split is a mixing expression such as
+    `"10000 @ ReDWeb(root='ReDWeb_V1', training_crop=384) + 2 * TUM(root='tum')"`
+    (see recon_trainer/data/mixing/expression.py); its top-level '+' terms are the components.
+
+    Train batches (MixingBatchSampler) hold the components in fixed shares: `concat` in proportion
+    to their lengths (uniform over the concatenation), `equal` the same number from each (MiDaS's
+    naive mixing), `weighted` in proportion to `weights`. Val and test go through in order.
+    """
+
+    data_root: str = ""  # relative dataset paths in the expressions are joined to it; "": as written
+    train: str = ""  # mixing expression of the train split; "": no train split
+    val: str = ""  # mixing expression of the val split; "": no val split
+    test: str = ""  # mixing expression of the test split; "": no test split
+    mixing: str = "concat"  # train shares per batch: concat (by length), equal (per term) or weighted (by weights)
+    weights: Tuple[float, ...] = ()  # mixing=weighted: one positive weight per top-level term of `train`
+    batch_size: int = 8  # train items per batch
+    batches_per_epoch: int = 0  # train batches per epoch; 0: len(train) // batch_size (at least 1)
+    num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
+    eval_batch_size: int = 1  # val and test items per batch (items of different sizes need 1)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.mixing not in MIXING_MODES:
+            raise ConfigError(f"{name}.mixing={self.mixing!r}{did_you_mean(self.mixing, MIXING_MODES) or ':'} "
+                              f"expected one of {', '.join(MIXING_MODES)}")
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{name}.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("batches_per_epoch", "num_workers"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{name}.{key} must be >= 0, got {getattr(self, key)}")
+        terms = {split: self._terms(split) for split in ("train", "val", "test")}  # syntax errors now
+        weights = [float(w) for w in self.weights]
+        if self.mixing != "weighted":
+            if weights:
+                raise ConfigError(f"{name}.weights={weights} is only used with mixing='weighted' "
+                                  f"(mixing={self.mixing!r})")
+        elif len(weights) != len(terms["train"]) or any(not w > 0 for w in weights):
+            raise ConfigError(
+                f"{name}.weights={weights}: mixing='weighted' needs one positive weight per top-level term of "
+                f"train, which has {len(terms['train'])}: {[t.text for t in terms['train']]}"
+            )
+
+    def _terms(self, split: str) -> Tuple:
+        text = getattr(self, split)
+        return top_level_terms(parse_mixture(text)) if text.strip() else ()
+
+    def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
+        datasets = DatasetMap(**{split: self._dataset(getattr(self, split)) for split in ("train", "val", "test")})
+        loaders = DataLoaderMap(
+            train=self._train_loader(datasets.train),
+            val=self._eval_loader(datasets.val),
+            test=self._eval_loader(datasets.test),
+        )
+        return datasets, loaders
+
+    def _dataset(self, text: str) -> Optional[ConcatDataset]:
+        return build_mixture(text, self.data_root) if text.strip() else None
+
+    def train_shares(self, dataset: ConcatDataset) -> List[float]:
+        """Each component's share of a train batch (not normalised)."""
+        if self.mixing == "equal":
+            return [1.0] * len(dataset.children)
+        if self.mixing == "weighted":
+            return [float(w) for w in self.weights]
+        return list(dataset.component_sizes)
+
+    def _train_loader(self, dataset: Optional[ConcatDataset]) -> Optional[DataLoader]:
+        if dataset is None:
+            return None
+        n_batches = self.batches_per_epoch or max(1, len(dataset) // self.batch_size)
+        sampler = MixingBatchSampler(dataset.component_sizes, self.batch_size, n_batches, self.train_shares(dataset))
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate)
+
+    def _eval_loader(self, dataset: Optional[ConcatDataset]) -> Optional[DataLoader]:
+        if dataset is None:
+            return None
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=collate)
+
+
+def count_labels(batches: Iterable, key: str = "dataset") -> Dict[str, int]:
+    """How many items of the collated `batches` carry each label under meta["frames"][i][key]."""
+    counts: Dict[str, int] = collections.Counter()
+    for batch in batches:
+        for frame in batch.meta.get("frames", ()):
+            if key not in frame:
+                raise ValueError(f"count_labels: a frame's meta has no {key!r} key (keys: {sorted(frame)})")
+            counts[frame[key]] += 1
+    return dict(counts)

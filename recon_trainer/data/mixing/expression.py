@@ -1,0 +1,250 @@
+"""Mixing expressions: a safe parser for DUSt3R-style dataset arithmetic, and the builder.
+
+    "10000 @ ReDWeb(root='ReDWeb_V1', training_crop=384) + 2 * TUM(root='tum', split='test')"
+
+Grammar (`@` and `*` bind tighter than `+`, as in Python):
+
+    expr := term ('+' term)*
+    term := INT '@' atom | INT '*' atom | atom
+    atom := Name '(' [key=literal, ...] ')' | Name | '(' expr ')'
+
+`N @ ds` resizes ds to N items (ResizedDataset), `k * ds` repeats every item k times
+(RepeatedDataset), `+` concatenates. Names are registered MixableDataset subclasses and the
+keywords their config fields; values are literals (numbers, strings, True/False/None, tuples or
+lists of them). The text is parsed with `ast.parse` and walked through a whitelist: nothing in
+it is ever executed.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from typing import Any, Dict, List, Tuple, Union
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from recon_trainer.config import ConfigError, expand_args_fields, get_default_args, registry
+from recon_trainer.config.errors import did_you_mean
+from recon_trainer.data.mixing.base import MixableDataset
+from recon_trainer.data.mixing.combinators import ConcatDataset, RepeatedDataset, ResizedDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetCall:
+    """`Name(key=value, ...)`: a registered MixableDataset and its config fields."""
+
+    name: str
+    kwargs: Dict[str, Any]
+    text: str = dataclasses.field(default="", compare=False)  # the term as written
+
+
+@dataclasses.dataclass(frozen=True)
+class Resized:
+    """`n @ child`: n items drawn from a per-epoch permutation of child."""
+
+    n: int
+    child: "Node"
+    text: str = dataclasses.field(default="", compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeated:
+    """`k * child`: every item of child k times."""
+
+    k: int
+    child: "Node"
+    text: str = dataclasses.field(default="", compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Concat:
+    """`a + b + ...`: the terms one after the other (nested sums are flattened)."""
+
+    children: Tuple["Node", ...]
+    text: str = dataclasses.field(default="", compare=False)
+
+
+Node = Union[DatasetCall, Resized, Repeated, Concat]
+
+_LITERAL_TYPES = (int, float, str, bool, type(None))
+_OPERATORS = {ast.Add: "+", ast.Mult: "*", ast.MatMult: "@", ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//",
+              ast.Mod: "%", ast.Pow: "**", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
+              ast.LShift: "<<", ast.RShift: ">>"}
+_DESCRIPTIONS = {ast.Attribute: "attribute access", ast.Subscript: "subscripting", ast.Lambda: "a lambda",
+                 ast.Starred: "unpacking", ast.Dict: "a dict", ast.Set: "a set", ast.JoinedStr: "an f-string",
+                 ast.Compare: "a comparison", ast.BoolOp: "a boolean operator", ast.IfExp: "a conditional",
+                 ast.NamedExpr: "an assignment", ast.UnaryOp: "a unary operator",
+                 ast.ListComp: "a comprehension", ast.GeneratorExp: "a generator"}
+_EXPECTED = "expected terms like 'N @ Dataset(key=value, ...)' or 'k * Dataset(...)' joined by '+'"
+
+
+class _Parser:
+    """Walks the AST of one expression; every error quotes the expression and the piece."""
+
+    def __init__(self, text: str) -> None:
+        # Newlines (from multi-line YAML strings) and tabs become spaces: columns stay the same.
+        self.source = text.replace("\r", " ").replace("\n", " ").replace("\t", " ").strip()
+
+    def error(self, problem: str, node: ast.AST) -> ConfigError:
+        piece = ast.get_source_segment(self.source, node) or ""
+        return ConfigError(f"mixing expression {self.source!r}: {problem} (column {node.col_offset + 1}: {piece!r})")
+
+    def parse(self) -> Node:
+        if not self.source:
+            raise ConfigError("mixing expression is empty; " + _EXPECTED)
+        try:
+            tree = ast.parse(self.source, mode="eval")
+        except SyntaxError as error:
+            raise ConfigError(
+                f"mixing expression {self.source!r}: invalid syntax at column {error.offset}: {error.msg}"
+            ) from None
+        return self.node(tree.body)
+
+    def node(self, node: ast.AST) -> Node:
+        text = ast.get_source_segment(self.source, node) or ""
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return Concat(tuple(self.node(term) for term in self.terms(node)), text)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.MatMult)):
+            count = self.count(node)
+            child = self.node(node.right)
+            return Resized(count, child, text) if isinstance(node.op, ast.MatMult) else Repeated(count, child, text)
+        if isinstance(node, ast.BinOp):
+            raise self.error(f"operator {_OPERATORS.get(type(node.op), '?')!r} is not supported; {_EXPECTED}", node)
+        if isinstance(node, ast.Call):
+            return self.call(node, text)
+        if isinstance(node, ast.Name):
+            return DatasetCall(node.id, {}, text)
+        if isinstance(node, ast.Constant):
+            raise self.error(
+                f"{node.value!r} is not a dataset; a count goes before a dataset, as in "
+                f"'{node.value} @ Dataset(...)' (resize) or '{node.value} * Dataset(...)' (repeat)", node
+            )
+        raise self.error(f"{_DESCRIPTIONS.get(type(node), type(node).__name__)} is not allowed; {_EXPECTED}", node)
+
+    def terms(self, node: ast.AST) -> List[ast.AST]:
+        """The operands of a chain of '+', left to right."""
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return self.terms(node.left) + self.terms(node.right)
+        return [node]
+
+    def count(self, node: ast.BinOp) -> int:
+        """The positive integer literal left of '@' or '*'."""
+        symbol = _OPERATORS[type(node.op)]
+        if self.is_literal(node.right) and not self.is_literal(node.left):
+            value = ast.get_source_segment(self.source, node.right)
+            raise self.error(f"the count goes first: write '{value} {symbol} dataset', not 'dataset {symbol} {value}'",
+                             node)
+        if not self.is_literal(node.left):
+            raise self.error(f"the left side of {symbol!r} must be a positive integer literal", node.left)
+        value = ast.literal_eval(node.left)
+        if type(value) is not int or value < 1:
+            raise self.error(f"the count before {symbol!r} must be a positive integer, got {value!r}", node.left)
+        return value
+
+    def call(self, node: ast.Call, text: str) -> DatasetCall:
+        if not isinstance(node.func, ast.Name):
+            raise self.error("only a registered dataset name can be called, as in 'Dataset(key=value)'", node.func)
+        if node.args:
+            raise self.error(f"{node.func.id}: positional arguments are not supported; write key=value", node.args[0])
+        kwargs = {}
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                raise self.error(f"{node.func.id}: '**' unpacking is not supported; write key=value", keyword)
+            if not self.is_literal(keyword.value):
+                name = keyword.value.id if isinstance(keyword.value, ast.Name) else None
+                hint = f"; to pass a string, quote it: '{name}'" if name else ""
+                raise self.error(
+                    f"{node.func.id}: the value of {keyword.arg!r} must be a literal (number, string, True, False, "
+                    f"None, or a tuple or list of them){hint}", keyword.value
+                )
+            kwargs[keyword.arg] = ast.literal_eval(keyword.value)
+        return DatasetCall(node.func.id, kwargs, text)
+
+    def is_literal(self, node: ast.AST) -> bool:
+        """Whether `node` is a whitelisted literal (checked before ast.literal_eval sees it)."""
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, _LITERAL_TYPES)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = node.operand
+            return isinstance(operand, ast.Constant) and type(operand.value) in (int, float)
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return all(self.is_literal(element) for element in node.elts)
+        return False
+
+
+def parse_mixture(text: str) -> Node:
+    """The tree of a mixing expression; ConfigError quoting the expression and the bad piece."""
+    return _Parser(text).parse()
+
+
+def top_level_terms(tree: Node) -> Tuple[Node, ...]:
+    """The terms joined by the outermost '+' (the tree itself when there is none)."""
+    return tree.children if isinstance(tree, Concat) else (tree,)
+
+
+def build_mixture(text: str, data_root: str = "") -> ConcatDataset:
+    """The datasets of `text`, one ConcatDataset component per top-level term.
+
+    Relative values of each dataset's PATH_FIELDS (given or default) are joined to `data_root`
+    when it is not empty.
+    """
+    parser = _Parser(text)
+    terms = top_level_terms(parser.parse())
+    return ConcatDataset([_build(term, data_root, parser.source) for term in terms])
+
+
+def _build(node: Node, data_root: str, source: str):
+    if isinstance(node, DatasetCall):
+        return make_dataset(node, data_root, source)
+    if isinstance(node, Resized):
+        return ResizedDataset(node.n, _build(node.child, data_root, source))
+    if isinstance(node, Repeated):
+        return RepeatedDataset(node.k, _build(node.child, data_root, source))
+    return ConcatDataset([_build(child, data_root, source) for child in node.children])
+
+
+def make_dataset(call: DatasetCall, data_root: str = "", source: str = "") -> MixableDataset:
+    """Instantiate one `Name(key=value, ...)` term (see build_mixture); `source` is the whole
+    expression, quoted in errors."""
+    where = f"mixing expression {source or call.text!r}"
+    cls = registry.get(MixableDataset, call.name, slot=f"{where}: dataset")
+    expand_args_fields(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    config = get_default_args(cls)
+    for key, value in call.kwargs.items():
+        if key not in fields:
+            hint = did_you_mean(key, fields) or ";"
+            raise ConfigError(f"{where}: {call.name} has no field {key!r}{hint} fields: {', '.join(fields)}")
+        try:
+            config[key] = value
+        except OmegaConfBaseException as error:
+            problem = str(error).splitlines()[0]
+            raise ConfigError(f"{where}: {call.name}.{key}={value!r}: {problem}") from None
+    typed = OmegaConf.to_container(config)
+    kwargs = {key: _as_field_value(typed[key], fields[key]) for key in call.kwargs}
+    for key in cls.PATH_FIELDS:
+        path = typed.get(key)
+        if data_root and isinstance(path, str) and path and not os.path.isabs(path):
+            kwargs[key] = os.path.join(os.path.expanduser(data_root), path)
+    try:
+        return cls(**kwargs)
+    except Exception as error:
+        prefixed = _with_prefix(error, f"{call.text or call.name}: ")
+        if prefixed is error:
+            raise
+        raise prefixed from error
+
+
+def _as_field_value(value: Any, field: dataclasses.Field) -> Any:
+    """A config value for the constructor: lists back to tuples for tuple-valued fields."""
+    return tuple(value) if isinstance(value, list) and isinstance(field.default, tuple) else value
+
+
+def _with_prefix(error: Exception, prefix: str) -> Exception:
+    """`error` again, its message prefixed (or, for a type that cannot be rebuilt, a note added)."""
+    try:
+        return type(error)(prefix + str(error))
+    except Exception:
+        error.add_note(prefix.rstrip(": "))
+        return error
