@@ -11,10 +11,13 @@ BUILTIN_MODULES = (
     "recon_trainer.data.providers.co3d.providers",  # JsonIndexDataset, JsonIndexDatasetMapProvider(V2)
     "recon_trainer.data.providers.llff",
     "recon_trainer.data.providers.rendered_mesh",
-    "recon_trainer.data.depth.eth3d",  # monocular depth formats: ETH3D, KITTI, NYUv2, Sintel
+    "recon_trainer.data.depth.diw",  # monocular depth formats: DIW, ETH3D, KITTI, NYUv2, ReDWeb, Sintel, TUM
+    "recon_trainer.data.depth.eth3d",
     "recon_trainer.data.depth.kitti",
     "recon_trainer.data.depth.nyu",
+    "recon_trainer.data.depth.redweb",
     "recon_trainer.data.depth.sintel",
+    "recon_trainer.data.depth.tum",
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
     "recon_trainer.data.mixing.data_source",  # MixtureDataSource
