@@ -25,7 +25,7 @@ import numpy as np
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
-from recon_trainer.data.depth.redweb import read_rgb
+from recon_trainer.data.depth.image_files import read_rgb
 
 ANNOTATION_FILES = {"test": "DIW_test.csv", "train": "DIW_train_val.csv"}
 RELATIONS = {"<": -1, ">": 1}

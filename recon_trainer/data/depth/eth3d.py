@@ -18,6 +18,7 @@ from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.image_files import read_rgb
 from recon_trainer.data.depth.sintel import select_scenes
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ class ETH3D(DepthDataset):
 
     def load_sample(self, record: Tuple[str, str, str]) -> DepthSample:
         image_path, depth_path, scene = record
-        with Image.open(image_path) as image:
-            rgb = np.array(image.convert("RGB"))
+        rgb = read_rgb(image_path)
         depth = read_raw_depth(depth_path, rgb.shape[:2])
         return DepthSample(image=rgb, depth=depth, path=image_path, sequence=scene)
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.image_files import read_rgb, read_uint16_png
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
@@ -76,21 +77,12 @@ class KITTI(DepthDataset):
 
     def load_sample(self, record: Tuple[str, str, str]) -> DepthSample:
         image_path, depth_path, drive = record
-        with Image.open(image_path) as image:
-            rgb = np.array(image.convert("RGB"))
-        depth = read_depth_png(depth_path, DEPTH_SCALE)
+        rgb = read_rgb(image_path)
+        depth = read_uint16_png(depth_path) / DEPTH_SCALE
         if depth.shape != rgb.shape[:2]:
             raise ValueError(f"KITTI: depth {depth_path!r} is {depth.shape}, its image {image_path!r} {rgb.shape[:2]}")
         return DepthSample(image=rgb, depth=depth, path=image_path, sequence=drive)
 
-
-def read_depth_png(path: str, scale: float) -> np.ndarray:
-    """(H, W) float32 depth = value / scale from a 16-bit PNG (0 stays 0 = unknown)."""
-    with Image.open(path) as image:
-        if image.mode not in ("I;16", "I;16B", "I"):
-            raise ValueError(f"{path!r}: depth PNG has mode {image.mode!r}, expected a 16-bit greyscale PNG")
-        values = np.asarray(image)
-    return (values.astype(np.float32) / scale).astype(np.float32)
 
 
 def write_depth_png(path: str, depth: np.ndarray, scale: float) -> None:

@@ -16,10 +16,10 @@ import os
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.image_files import open_image, read_rgb
 
 SPLITS = ("all", "train", "val")
 
@@ -57,7 +57,7 @@ class ReDWeb(DepthDataset):
     def load_sample(self, record: Tuple[str, str]) -> DepthSample:
         image_path, rd_path = record
         image = read_rgb(image_path)
-        with _open_image(rd_path) as rd_image:
+        with open_image(rd_path) as rd_image:
             if rd_image.mode not in ("L", "LA", "RGB", "RGBA"):
                 raise ValueError(f"ReDWeb: {rd_path!r} has PIL mode {rd_image.mode!r}, expected an 8-bit PNG")
             rd = np.asarray(rd_image)
@@ -66,15 +66,3 @@ class ReDWeb(DepthDataset):
             raise ValueError(f"ReDWeb: {rd_path!r} is {rd.shape}, expected the image size {image.shape[:2]}")
         return DepthSample(image=image, path=image_path, disparity=rd.astype(np.float32))
 
-
-def read_rgb(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of any image file PIL reads (whatever its extension)."""
-    with _open_image(path) as image:
-        return np.array(image.convert("RGB"))
-
-
-def _open_image(path: str) -> Image.Image:
-    try:
-        return Image.open(path)
-    except OSError as error:
-        raise ValueError(f"{path!r}: not an image file PIL can read ({error})") from error

@@ -19,6 +19,7 @@ from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.image_files import read_rgb
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
@@ -60,8 +61,7 @@ class Sintel(DepthDataset):
 
     def load_sample(self, record: Tuple[str, str, str, str]) -> DepthSample:
         image_path, depth_path, occlusion_path, scene = record
-        with Image.open(image_path) as image:
-            rgb = np.array(image.convert("RGB"))
+        rgb = read_rgb(image_path)
         depth = read_dpt(depth_path)
         mask = None
         if occlusion_path:

@@ -18,11 +18,10 @@ import os
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
-from recon_trainer.data.depth.redweb import read_rgb
+from recon_trainer.data.depth.image_files import read_rgb, read_uint16_png
 
 DEPTH_SCALE = 5000.0  # PNG value per metre
 
@@ -100,14 +99,3 @@ def associate(rgb_times: List[float], depth_times: List[float], max_difference: 
             pairs.append((i, j))
     return sorted(pairs)
 
-
-def read_uint16_png(path: str) -> np.ndarray:
-    """(H, W) float32 values of a single-channel 16-bit PNG."""
-    try:
-        image = Image.open(path)
-    except OSError as error:
-        raise ValueError(f"{path!r}: not an image file PIL can read ({error})") from error
-    with image:
-        if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
-            raise ValueError(f"{path!r} has PIL mode {image.mode!r}, expected a single-channel 16-bit PNG")
-        return np.asarray(image).astype(np.float32)
