@@ -19,11 +19,36 @@ STAGE_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
     "resnet152": (256, 512, 1024, 2048),
+    "resnext50_32x4d": (256, 512, 1024, 2048),
+    "resnext101_32x8d": (256, 512, 1024, 2048),  # MiDaS v2.1 large; the WSL weights share torchvision's keys
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_FEATURE_NAME = "image"
 MASK_FEATURE_NAME = "mask"
+MAX_ERROR_CHARS = 600  # load_state_dict lists every bad key; keep the start of it
+
+
+def load_weights_file(module: torch.nn.Module, weights_path: str, owner: str, expected: str) -> None:
+    """Load the state dict saved (torch.save) at `weights_path` into `module`, strictly.
+
+    `owner` ("ResNetEncoder") and `expected` ("torchvision resnet18") name the field and the
+    format in the errors: FileNotFoundError for a missing file, ValueError for one that is not a
+    state dict of `module`'s keys and shapes.
+    """
+    path = os.path.expanduser(weights_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{owner}.weights_path={weights_path!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state)
+    except Exception as error:
+        detail = str(error)
+        if len(detail) > MAX_ERROR_CHARS:
+            detail = detail[:MAX_ERROR_CHARS] + " ..."
+        raise ValueError(
+            f"{owner}.weights_path={weights_path!r}: not a {expected} state dict ({type(error).__name__}: {detail})"
+        ) from error
 
 
 def stage_feature_name(stage: int) -> str:
@@ -41,7 +66,7 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     (B, 1, H, W) and "image" (B, 3, H, W) at the input resolution.
     """
 
-    name: str = "resnet34"  # torchvision architecture: resnet18, resnet34, resnet50, resnet101, resnet152
+    name: str = "resnet34"  # torchvision architecture: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
     weights_path: Optional[str] = None  # a local torchvision state-dict file to initialise from (None: random)
     stages: Tuple[int, ...] = (1, 2, 3, 4)  # residual stages (1..4) whose outputs are features
     normalize_image: bool = True  # standardise the image with the ImageNet mean and std first
@@ -80,19 +105,8 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     def _resnet(self) -> torch.nn.Module:
         """The torchvision network, random or loaded from weights_path."""
         resnet = getattr(torchvision.models, self.name)(weights=None)
-        if self.weights_path is None:
-            return resnet
-        path = os.path.expanduser(self.weights_path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"ResNetFeatureExtractor.weights_path={self.weights_path!r}: no such file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            resnet.load_state_dict(state)
-        except Exception as error:
-            raise ValueError(
-                f"ResNetFeatureExtractor.weights_path={self.weights_path!r}: not a torchvision {self.name} state dict "
-                f"({type(error).__name__}: {error})"
-            ) from error
+        if self.weights_path is not None:
+            load_weights_file(resnet, self.weights_path, "ResNetFeatureExtractor", f"torchvision {self.name}")
         return resnet
 
     def _stage_dim(self, stage: int) -> int:

@@ -1,0 +1,143 @@
+"""ViTEncoder: the DPT (MiDaS v3) encoder, a timm Vision Transformer with token reassembly."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from recon_trainer.config import ConfigError, registry
+
+from .encoders import MidasEncoderBase, load_weights_file
+
+READOUTS = ("project", "add", "ignore")
+PATCH_SIZE = 16  # the token grid is at stride 16; reassembly resamples it by 4, 2, 1 and 1/2
+DPT_MEAN_STD = (0.5, 0.5, 0.5)
+
+
+class Readout(torch.nn.Module):
+    """Folds the class token into the patch tokens: (B, N, C), (B, 1, C) -> (B, N, C).
+
+    "ignore" drops it, "add" adds it to every patch token, "project" concatenates it to every
+    patch token and maps the 2C channels back to C (Linear + GELU), DPT's default.
+    """
+
+    def __init__(self, mode: str, dim: int) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "project":
+            self.project = torch.nn.Sequential(torch.nn.Linear(2 * dim, dim), torch.nn.GELU())
+
+    def forward(self, tokens: torch.Tensor, cls_token: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.mode == "ignore":
+            return tokens
+        if self.mode == "add":
+            return tokens + cls_token
+        return self.project(torch.cat([tokens, cls_token.expand_as(tokens)], dim=-1))
+
+
+def _resample(channels: int, stage: int) -> torch.nn.Module:
+    """Stride-16 map -> stride 4, 8, 16 or 32 for stage 0..3 (channels kept)."""
+    if stage == 0:
+        return torch.nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=4)
+    if stage == 1:
+        return torch.nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+    if stage == 2:
+        return torch.nn.Identity()
+    return torch.nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+
+
+@registry.register
+class ViTEncoder(MidasEncoderBase):
+    """A timm ViT (created with pretrained=False, any input size that is a multiple of 16) whose
+    tokens after the blocks `hooks` are reassembled into images at strides 4, 8, 16, 32.
+
+    Per hook: the class token is folded in (`readout`), the (B, N, D) tokens become a
+    (B, D, H/16, W/16) map, a 1x1 conv maps D to `reassemble_channels[i]`, and a resampling gives
+    the stage's stride (transposed conv x4, x2, identity, 3x3 conv with stride 2). The blocks after
+    the last hook, the final norm and the classifier are dropped (after loading `weights_path`, a
+    timm state dict of `arch`). Input normalisation: mean = std = 0.5.
+    """
+
+    arch: str = "vit_large_patch16_384"  # timm VisionTransformer with 16-pixel patches (DPT-Large: ViT-L/16 384)
+    depth: int = 0  # transformer blocks (0: the arch's own); fewer make a small model for tests
+    hooks: Tuple[int, ...] = (5, 11, 17, 23)  # four increasing 0-based block indices whose tokens are reassembled
+    readout: str = "project"  # class token handling: project (concat + Linear + GELU), add or ignore
+    reassemble_channels: Tuple[int, ...] = (256, 512, 1024, 1024)  # channels of the four maps, finest first
+    weights_path: Optional[str] = None  # a local timm state-dict file of `arch` to initialise from (None: random)
+
+    def __post_init__(self) -> None:
+        self._check_fields()
+        self.vit = self._build_vit()
+        dim = self.vit.embed_dim
+        self.readouts = torch.nn.ModuleList([Readout(self.readout, dim) for _ in self.hooks])
+        self.reassemble = torch.nn.ModuleList(
+            [
+                torch.nn.Sequential(torch.nn.Conv2d(dim, channels, kernel_size=1), _resample(channels, stage))
+                for stage, channels in enumerate(self.reassemble_channels)
+            ]
+        )
+
+    def _check_fields(self) -> None:
+        if self.readout not in READOUTS:
+            raise ConfigError(f"ViTEncoder.readout={self.readout!r}: expected one of {', '.join(READOUTS)}")
+        hooks = list(self.hooks)
+        if len(hooks) != 4 or any(a >= b for a, b in zip(hooks, hooks[1:])) or hooks[0] < 0:
+            raise ConfigError(f"ViTEncoder.hooks={hooks}: expected four increasing block indices >= 0")
+        if len(self.reassemble_channels) != 4 or min(self.reassemble_channels) < 1:
+            raise ConfigError(
+                f"ViTEncoder.reassemble_channels={list(self.reassemble_channels)}: expected four positive integers"
+            )
+        if self.depth < 0:
+            raise ConfigError(f"ViTEncoder.depth={self.depth}: expected >= 0 (0: the arch's own)")
+
+    def _build_vit(self) -> VisionTransformer:
+        overrides = {"depth": self.depth} if self.depth > 0 else {}
+        try:
+            vit = timm.create_model(self.arch, pretrained=False, dynamic_img_size=True, **overrides)
+        except RuntimeError as error:  # timm: "Unknown model (...)"
+            raise ConfigError(f"ViTEncoder.arch={self.arch!r}: {error}") from error
+        except TypeError as error:  # not a ViT: its constructor has no dynamic_img_size / depth
+            raise ConfigError(f"ViTEncoder.arch={self.arch!r}: expected a timm VisionTransformer ({error})") from error
+        if not isinstance(vit, VisionTransformer):
+            raise ConfigError(f"ViTEncoder.arch={self.arch!r}: expected a timm VisionTransformer, got {type(vit)}")
+        if tuple(vit.patch_embed.patch_size) != (PATCH_SIZE, PATCH_SIZE):
+            raise ConfigError(
+                f"ViTEncoder.arch={self.arch!r}: patch size {tuple(vit.patch_embed.patch_size)}, expected 16 x 16"
+            )
+        if self.hooks[-1] >= len(vit.blocks):
+            raise ConfigError(
+                f"ViTEncoder.hooks={list(self.hooks)}: {self.arch} (depth={self.depth}) has {len(vit.blocks)} blocks"
+            )
+        if self.readout != "ignore" and getattr(vit, "cls_token", None) is None:
+            raise ConfigError(f"ViTEncoder.readout={self.readout!r}: {self.arch} has no class token; use 'ignore'")
+        if self.weights_path is not None:
+            load_weights_file(vit, self.weights_path, "ViTEncoder", f"timm {self.arch} (depth={self.depth})")
+        vit.prune_intermediate_layers(list(self.hooks), prune_norm=True, prune_head=True)
+        return vit
+
+    def stage_channels(self) -> Tuple[int, int, int, int]:
+        return tuple(self.reassemble_channels)
+
+    def normalization(self) -> Tuple[Tuple[float, float, float], Tuple[float, float, float]]:
+        return DPT_MEAN_STD, DPT_MEAN_STD
+
+    def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
+        out = self.vit.forward_intermediates(
+            image,
+            indices=list(self.hooks),
+            return_prefix_tokens=True,
+            output_fmt="NLC",
+            intermediates_only=True,
+            output_dict=True,
+        )
+        prefixes = out.get("image_intermediates_prefix")
+        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size(tuple(image.shape[-2:]))
+        features = []
+        for i, tokens in enumerate(out["image_intermediates"]):
+            cls_token = None if prefixes is None else prefixes[i][:, :1]
+            tokens = self.readouts[i](tokens, cls_token)
+            grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid_h, grid_w)
+            features.append(self.reassemble[i](grid))
+        return features

@@ -1,0 +1,147 @@
+"""MidasModel: monocular relative depth (MiDaS v2.1 / DPT) as a recon_trainer model."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from recon_trainer.config import ConfigError, registry, run_auto_creation
+from recon_trainer.config.errors import did_you_mean
+from recon_trainer.data.frame_data import FrameData
+from recon_trainer.models.base import EvaluationMode, ModelBase
+
+from .decoder import MidasDecoder
+from .encoders import MidasEncoderBase
+from .input_transform import RESIZE_METHODS, SIZE_MULTIPLE, normalize_image, resize_image, target_size
+from .losses import midas_loss
+
+LOSS_NAMES = ("loss_ssi", "loss_grad")
+LOSS_VARIANTS = ("trimmed", "lsq")
+
+
+def _default_resize_by_dataset() -> Dict[str, str]:
+    return {"KITTI": "lower_bound"}
+
+
+def _default_loss_weights() -> Dict[str, float]:
+    return {"loss_ssi": 1.0, "loss_grad": 0.5}
+
+
+@registry.register
+class MidasModel(ModelBase):
+    """Encoder (slot) + MiDaS fusion decoder, predicting relative inverse depth.
+
+    forward(batch, evaluation_mode): batch.image_rgb (B, 3, H, W) in [0, 1], any H, W. The image is
+    resized (aspect ratio kept, sides multiples of 32, see input_transform.target_size) with
+    `resize_method`, or with `resize_method_by_dataset[name]` where `name` is the first frame's
+    batch.meta["frames"][0]["dataset"] (one resize per batch: a batch mixing datasets follows its
+    first frame), normalised with the encoder's mean and std, and the prediction is resized back.
+    In training with resize_in_training=False the image is used as it is (its sides must be
+    multiples of 32, as training crops are).
+
+    Returns {"disparity": (B, 1, H, W) >= 0, float32 also under autocast: relative inverse depth up
+    to scale and shift}; in TRAINING mode also "loss_ssi", "loss_grad" (losses.midas_loss, in
+    float32, against batch.disparity_map on batch.depth_mask > 0.5, every pixel when depth_mask is
+    None) and "objective" = Σ loss_weights[k] · preds[k].
+    """
+
+    encoder: MidasEncoderBase
+    encoder_class_type: str = "ResNetEncoder"
+    features: int = 256  # channels of the decoder (MiDaS: 256; tiny CPU models: 32)
+    net_size: int = 384  # the side length the input is resized towards (pixels)
+    resize_method: str = "upper_bound"  # upper_bound (fit inside net_size), lower_bound (cover it) or minimal
+    resize_method_by_dataset: Dict[str, str] = dataclasses.field(  # per-dataset resize method (dataset label -> method)
+        default_factory=_default_resize_by_dataset
+    )
+    resize_in_training: bool = False  # resize training images too (False: feed them as they are, multiples of 32)
+    loss_variant: str = "trimmed"  # scale-and-shift-invariant term: trimmed (ssitrim, the paper's) or lsq (ssimse)
+    trim_fraction: float = 0.2  # trimmed variant: share of the largest residuals left out of the loss
+    gradient_scales: int = 4  # scales of the gradient-matching term (resolution halved per scale)
+    loss_weights: Dict[str, float] = dataclasses.field(  # objective = Σ weight · loss over loss_ssi, loss_grad
+        default_factory=_default_loss_weights
+    )
+
+    param_groups = {"encoder": "encoder"}  # the (pretrained) encoder gets its own learning rate
+
+    def __post_init__(self) -> None:
+        self._check_fields()
+        run_auto_creation(self)
+        self.decoder = MidasDecoder(self.encoder.stage_channels(), self.features)
+
+    def _check_fields(self) -> None:
+        methods = {"resize_method": self.resize_method}
+        methods.update({f"resize_method_by_dataset[{k!r}]": v for k, v in self.resize_method_by_dataset.items()})
+        for key, method in methods.items():
+            if method not in RESIZE_METHODS:
+                raise ConfigError(f"MidasModel.{key}={method!r}: expected one of {', '.join(RESIZE_METHODS)}")
+        if self.loss_variant not in LOSS_VARIANTS:
+            raise ConfigError(f"MidasModel.loss_variant={self.loss_variant!r}: expected one of {LOSS_VARIANTS}")
+        if not 0.0 <= self.trim_fraction < 1.0:
+            raise ConfigError(f"MidasModel.trim_fraction={self.trim_fraction}: expected 0 <= value < 1")
+        for key in ("features", "net_size", "gradient_scales"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"MidasModel.{key}={getattr(self, key)}: expected a positive integer")
+        for key in self.loss_weights:
+            if key not in LOSS_NAMES:
+                raise ConfigError(
+                    f"MidasModel.loss_weights has the key {key!r}, which the model never produces"
+                    f"{did_you_mean(key, LOSS_NAMES) or ';'} known keys: {', '.join(LOSS_NAMES)}"
+                )
+
+    @property
+    def log_vars(self) -> Tuple[str, ...]:
+        return ("objective", *LOSS_NAMES)
+
+    def resize_method_for(self, batch: FrameData) -> str:
+        """The resize method of the batch: the override for its first frame's dataset, if any."""
+        frames = batch.meta.get("frames") or [{}]
+        dataset: Optional[str] = frames[0].get("dataset") if isinstance(frames[0], dict) else None
+        if isinstance(dataset, str) and dataset in self.resize_method_by_dataset:
+            return self.resize_method_by_dataset[dataset]
+        return self.resize_method
+
+    def forward(self, batch: FrameData, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
+        """See the class docstring."""
+        image = batch.image_rgb
+        if image is None:
+            raise ValueError("MidasModel.forward: the batch has no image_rgb")
+        training = evaluation_mode == EvaluationMode.TRAINING
+        if training and batch.disparity_map is None:
+            raise ValueError("MidasModel.forward: training needs disparity_map in the batch (the target)")
+        height, width = image.shape[-2:]
+        if training and not self.resize_in_training:
+            if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+                raise ValueError(
+                    f"MidasModel.forward: training image of {height} x {width} pixels, expected sides that are "
+                    f"multiples of {SIZE_MULTIPLE} (set the training crop so, or resize_in_training=True)"
+                )
+            net_input = image
+        else:
+            net_input = resize_image(image, target_size(height, width, self.net_size, self.resize_method_for(batch)))
+        mean, std = self.encoder.normalization()
+        disparity = self.decoder(self.encoder(normalize_image(net_input, mean, std))).float()  # fp32 under autocast
+        preds: Dict[str, Any] = {"disparity": resize_image(disparity, (height, width))}
+        if training:
+            preds.update(self._losses(batch, preds["disparity"]))
+        return preds
+
+    def _losses(self, batch: FrameData, disparity: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """loss_ssi, loss_grad and objective of the prediction (B, 1, H, W) against the batch's target."""
+        target = batch.disparity_map
+        mask = torch.ones_like(target, dtype=torch.bool) if batch.depth_mask is None else batch.depth_mask > 0.5
+        grad_weight = self.loss_weights.get("loss_grad", 0.0)
+        with torch.autocast(disparity.device.type, enabled=False):  # medians, sorts and 2x2 solves in float32
+            losses = midas_loss(
+                disparity,
+                target.to(disparity.dtype),
+                mask,
+                variant=self.loss_variant,
+                trim=self.trim_fraction,
+                alpha=grad_weight,  # 0 skips the gradient term (then reported as 0)
+                scales=self.gradient_scales,
+            )
+        preds = {name: losses[name] for name in LOSS_NAMES}
+        weighted = [self.loss_weights.get(name, 0.0) * preds[name] for name in LOSS_NAMES]
+        preds["objective"] = sum(weighted, disparity.new_zeros(()))
+        return preds

@@ -1,0 +1,153 @@
+"""Benchmark MidasModel's encoders: training images/s and inference ms/image at 384 x 384.
+
+    python tools/bench_midas.py [--encoders v21_large resnet50 dpt_large] [--batch-size 2] [--steps 3]
+                                [--dtypes fp32 bf16] [--size 384]
+
+Randomly initialised models (no downloads) on random images, on CUDA when available. For each
+encoder config and dtype (fp32, or bf16 autocast), each in its own process so that peak memory is
+its own, it prints:
+- the parameter count;
+- training images/s: forward (TRAINING mode, MiDaS loss) + backward + Adam step at `--batch-size`,
+  over `--steps` steps after one warm-up step;
+- inference ms/image: batch 1 in evaluation mode under no_grad, over `--steps` passes after one
+  warm-up pass (whose FLOPs, counted by torch's FlopCounterMode, give GFLOP/image);
+- peak resident memory of the process (CPU) or peak allocated memory (CUDA), in MiB.
+--dtypes defaults to fp32 and bf16 on CUDA, fp32 on CPU (bf16 autocast on CPU is mostly slower).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Dict
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# name -> MidasModel fields: MiDaS v2.1 large (ResNeXt-101 32x8d WSL), a ResNet-50 variant, DPT-Large.
+ENCODERS: Dict[str, dict] = {
+    "v21_large": {"encoder_class_type": "ResNetEncoder", "encoder": {"arch": "resnext101_32x8d"}},
+    "resnet50": {"encoder_class_type": "ResNetEncoder", "encoder": {"arch": "resnet50"}},
+    "dpt_large": {
+        "encoder_class_type": "ViTEncoder",
+        "encoder": {"arch": "vit_large_patch16_384", "hooks": (5, 11, 17, 23)},
+    },
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_model(name: str, features: int, size: int) -> torch.nn.Module:
+    """The MidasModel of ENCODERS[name] with `features` decoder channels and net_size `size` (random weights)."""
+    from plugins.midas.model import MidasModel
+    from recon_trainer.config import get_default_args
+
+    spec = ENCODERS[name]
+    cfg = get_default_args(MidasModel)
+    cfg.features, cfg.net_size, cfg.encoder_class_type = features, size, spec["encoder_class_type"]
+    encoder_args = getattr(cfg, f"encoder_{spec['encoder_class_type']}_args")
+    for key, value in spec["encoder"].items():
+        setattr(encoder_args, key, value)
+    return MidasModel(**cfg)
+
+
+def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int, features: int) -> dict:
+    """Time training steps and inference passes of one encoder config in one dtype."""
+    from recon_trainer.data.frame_data import FrameData
+    from recon_trainer.models.base import EvaluationMode
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16")
+    torch.manual_seed(0)
+    model = build_model(name, features, size).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    train_batch = FrameData(
+        image_rgb=torch.rand(batch_size, 3, size, size, device=device),
+        disparity_map=torch.rand(batch_size, 1, size, size, device=device) + 0.1,
+        depth_mask=torch.ones(batch_size, 1, size, size, device=device),
+    )
+
+    def train_step() -> None:
+        with autocast:
+            preds = model(train_batch, evaluation_mode=EvaluationMode.TRAINING)
+        optimizer.zero_grad(set_to_none=True)
+        preds["objective"].backward()
+        optimizer.step()
+
+    model.train()
+    train_step()  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    _sync(device)
+    train_images_per_s = batch_size * steps / (time.perf_counter() - start)
+
+    model.eval()
+    image = FrameData(image_rgb=torch.rand(1, 3, size, size, device=device))
+    with torch.no_grad(), autocast:
+        with FlopCounterMode(display=False) as counter:  # the warm-up pass
+            model(image)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(image)
+        _sync(device)
+    infer_ms = 1000 * (time.perf_counter() - start) / steps
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "encoder": name,
+        "dtype": dtype_name,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "params_m": n_params / 1e6,
+        "train_images_per_s": train_images_per_s,
+        "infer_ms": infer_ms,
+        "infer_gflop": counter.get_total_flops() / 1e9,
+        "peak_mib": peak_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], help="default: fp32 bf16 (CUDA), fp32 (CPU)")
+    parser.add_argument("--batch-size", type=int, default=2, help="training batch size")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps and inference passes")
+    parser.add_argument("--size", type=int, default=384, help="square image side (pixels, a multiple of 32)")
+    parser.add_argument("--features", type=int, default=256, help="decoder channels")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one encoder:dtype, print JSON
+    args = parser.parse_args()
+    if args.one:
+        name, dtype_name = args.one.split(":")
+        print(json.dumps(bench_one(name, dtype_name, args.batch_size, args.steps, args.size, args.features)))
+        return
+    dtypes = args.dtypes or (["fp32", "bf16"] if torch.cuda.is_available() else ["fp32"])
+    print(f"images {args.size}x{args.size}, training batch {args.batch_size}, {args.steps} timed steps, "
+          f"features {args.features}")
+    print(f"{'encoder':10} {'dtype':5} {'params M':>8} {'train img/s':>11} {'infer ms/img':>12} "
+          f"{'GFLOP/img':>9} {'peak MiB':>9}  device")
+    for name in args.encoders:
+        for dtype_name in dtypes:
+            command = [sys.executable, __file__, "--one", f"{name}:{dtype_name}", "--batch-size", str(args.batch_size),
+                       "--steps", str(args.steps), "--size", str(args.size), "--features", str(args.features)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"{name} {dtype_name}: failed\n{result.stderr[-2000:]}")
+                continue
+            r = json.loads(result.stdout.strip().splitlines()[-1])
+            print(f"{r['encoder']:10} {r['dtype']:5} {r['params_m']:8.1f} {r['train_images_per_s']:11.2f} "
+                  f"{r['infer_ms']:12.1f} {r['infer_gflop']:9.1f} {r['peak_mib']:9.0f}  {r['device']}")
+
+
+if __name__ == "__main__":
+    main()
