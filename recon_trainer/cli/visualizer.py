@@ -1,9 +1,13 @@
-"""recon_visualizer: render a trained experiment along a fly-around and write mp4 videos.
+"""recon_visualizer: film a trained experiment, or write depth maps of your own images.
 
     recon_visualizer exp_dir=runs/nerf n_eval_cameras=40 render_size=[64,64] video_size=[256,256]
+    recon_visualizer exp_dir=runs/midas images_dir=photos/
 
 Arguments are `key=value` (OmegaConf's command-line syntax); every key of
-`visualize_reconstruction` may be given. Videos of RGB, depth and mask go to exp_dir/video/.
+`visualize_reconstruction` may be given. A novel-view model is rendered along a fly-around:
+videos of RGB, depth and mask go to exp_dir/video/. With images_dir, a monocular depth model
+(one that returns "disparity") predicts each image: coloured PNGs and raw .npy files go to
+exp_dir/depth_maps/.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from recon_trainer.data.cameras import join_cameras
 from recon_trainer.data.frame_data import collate
 from recon_trainer.experiment import Experiment
 from recon_trainer.rendering.trajectory import circular_trajectory
+from recon_trainer.visualization.depth_maps import list_images, write_depth_maps
 from recon_trainer.visualization.flyaround import render_trajectory
 from recon_trainer.visualization.video import colorize_depth, to_uint8_frames, write_video
 
@@ -39,6 +44,7 @@ def visualize_reconstruction(
     n_source_views: int = 9,
     device: str = "auto",
     drop_unknown_keys: bool = False,
+    images_dir: Optional[str] = None,
 ) -> Dict[str, str]:
     """Render the experiment in `exp_dir` (saved config, latest checkpoint) along a circle.
 
@@ -46,8 +52,10 @@ def visualize_reconstruction(
     None); split: whose cameras the circle is fitted to; n_source_views: frames of that split, evenly
     spaced, that image-conditioned models (a view pooler) read as source views; output_directory:
     exp_dir/video if None;
-    drop_unknown_keys: ignore keys of an expconfig.yaml written by another version.
-    Returns the paths of the "rgb", "depth" and "mask" videos.
+    drop_unknown_keys: ignore keys of an expconfig.yaml written by another version;
+    images_dir: a folder of images to predict depth for instead (output_directory:
+    exp_dir/depth_maps if None).
+    Returns the paths of the "rgb", "depth" and "mask" videos, or image path -> depth-map PNG.
     """
     if not exp_dir:
         raise ConfigError("exp_dir is required: the folder of a run (it holds expconfig.yaml)")
@@ -56,13 +64,23 @@ def visualize_reconstruction(
     cfg.exp_dir = exp_dir
     _prepare_for_rendering(cfg, render_size)
     experiment = Experiment(**cfg)
+    run_device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if images_dir is not None:
+        images = list_images(images_dir)
+        model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
+        out_dir = output_directory or os.path.join(exp_dir, "depth_maps")
+        written = write_depth_maps(model, images, out_dir, run_device)
+        print(f"{PROG}: wrote {len(written)} depth maps (PNG + .npy) to {out_dir}")
+        return dict(zip(images, written))
     datasets, _ = experiment.data_source.get_datasets_and_dataloaders()
     dataset = getattr(datasets, split, None)
     if dataset is None:
         raise ConfigError(f"split={split!r} has no dataset in this experiment; choose train, val or test")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    run_device = torch.device(device)
+    if getattr(dataset[0], "camera", None) is None:
+        raise ConfigError(
+            f"the {split} frames of this experiment have no cameras to film from; for a monocular depth "
+            "model give images_dir=<folder of images> to write depth maps"
+        )
     model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
     cameras = circular_trajectory(join_cameras([dataset[i].camera for i in range(len(dataset))]), n_eval_cameras)
     sources = None
