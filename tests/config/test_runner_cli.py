@@ -85,7 +85,7 @@ def test_user_config_folder_chains_onto_packaged_config(tmp_path):
         (
             ["data_source_class_type=LineDataSorce"],
             "data_source_class_type='LineDataSorce' is not registered for DataSourceBase; "
-            "did you mean 'LineDataSource'? choices: LineDataSource, ReconDataSource",
+            "did you mean 'LineDataSource'? choices: LineDataSource, MixtureDataSource, ReconDataSource",
         ),
         (
             ["data_source_LineDataSource_args.slpe=3"],

@@ -2,9 +2,9 @@
 
 On-disk layout (the depth and stereo training downloads merged under one root):
 
-    <root>/final_left/<scene>/frame_XXXX.png    RGB, final render pass (clean_left: the clean pass)
-    <root>/depth/<scene>/frame_XXXX.dpt         depth in scene units
-    <root>/occlusions/<scene>/frame_XXXX.png    8-bit, 255 = occluded (invalid for evaluation)
+    <root>/final_left/<scene>/frame_0001.png    RGB, final render pass (clean_left: the clean pass)
+    <root>/depth/<scene>/frame_0001.dpt         depth in scene units
+    <root>/occlusions/<scene>/frame_0001.png    8-bit, 255 = occluded (invalid for evaluation)
 
 A .dpt file is little-endian: float32 tag 202021.25, int32 width, int32 height, then
 width * height float32 depths, row-major. Frames are numbered from 0001.

@@ -6,6 +6,7 @@ int index means seed 0. No epoch state is kept, so they work unchanged in DataLo
 """
 from __future__ import annotations
 
+import abc
 import bisect
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -29,12 +30,12 @@ def label_of(dataset: Any) -> str:
     return label() if callable(label) else type(dataset).__name__
 
 
-class MixtureNode(Dataset):
+class MixtureNode(Dataset, abc.ABC):
     """Base of the combinators: range checks and passing the seed to the dataset below."""
 
+    @abc.abstractmethod
     def label(self) -> str:
         """The label of the dataset below (a concatenation joins its children's with '+')."""
-        raise NotImplementedError
 
     def _position(self, index: Index) -> Tuple[int, int]:
         position, seed = split_index(index)
