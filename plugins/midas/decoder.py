@@ -1,10 +1,18 @@
-"""The MiDaS decoder: per-level 3x3 convs to a common width, RefineNet-style fusion, disparity head."""
+"""The MiDaS decoder: per-level 3x3 convs to a common width, RefineNet-style fusion, disparity head.
+
+The head ends in a ReLU (the disparity is non-negative). Trained from random weights, a head whose
+outputs all start below zero never recovers (no gradient passes the ReLU), which happens for some
+seeds with torch's default initialisation; the last conv's bias therefore starts at
+OUTPUT_BIAS_INIT, so the whole map starts positive. Loaded weights replace it.
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+OUTPUT_BIAS_INIT = 1.0
 
 
 def _conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> torch.nn.Conv2d:
@@ -48,6 +56,7 @@ class MidasDecoder(torch.nn.Module):
     (path4 = fuse4(l4), path3 = fuse3(path4, l3), ..., path1 at stride 2); the head is
     Conv3x3 features -> features / 2, bilinear x2, Conv3x3 -> 32, ReLU, Conv1x1 -> 1, ReLU.
     Input maps (B, C_s, H / s, W / s) with H, W multiples of 32; output (B, 1, H, W).
+    The last conv's bias starts at OUTPUT_BIAS_INIT (module doc).
     """
 
     def __init__(self, in_channels: Sequence[int], features: int) -> None:
@@ -58,12 +67,9 @@ class MidasDecoder(torch.nn.Module):
         self.fusion = torch.nn.ModuleList([FeatureFusionBlock(features) for _ in in_channels])
         half = max(features // 2, 1)
         self.head_conv = _conv3x3(features, half)
-        self.head = torch.nn.Sequential(
-            _conv3x3(half, 32),
-            torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 1, kernel_size=1),
-            torch.nn.ReLU(),
-        )
+        output = torch.nn.Conv2d(32, 1, kernel_size=1)
+        torch.nn.init.constant_(output.bias, OUTPUT_BIAS_INIT)
+        self.head = torch.nn.Sequential(_conv3x3(half, 32), torch.nn.ReLU(), output, torch.nn.ReLU())
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         levels = [conv(x) for conv, x in zip(self.scratch, features)]

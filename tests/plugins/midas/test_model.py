@@ -127,6 +127,17 @@ def test_resize_keeps_constants_and_non_negativity():
 # --- the model ------------------------------------------------------------------------------
 
 
+def test_a_randomly_initialised_head_starts_positive_everywhere():
+    """No seed may start with the final ReLU zeroing the map (it would never train)."""
+    batch = FrameData(image_rgb=torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)))
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = MidasModel(encoder_ResNetEncoder_args={"arch": "resnet18"}, features=16, net_size=NET_SIZE)
+        with torch.no_grad():
+            disparity = model(batch)["disparity"]
+        assert disparity.min() > 0 and disparity.std() > 0
+
+
 @pytest.mark.parametrize("fixture", ["resnet_model", "vit_model"])
 def test_disparity_has_the_input_size_and_is_non_negative(fixture, request):
     model = request.getfixturevalue(fixture).eval()
