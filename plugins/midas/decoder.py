@@ -34,13 +34,15 @@ class ResidualConvUnit(torch.nn.Module):
 class FeatureFusionBlock(torch.nn.Module):
     """Fuses the coarser path with this level's features, then doubles the resolution.
 
-    forward(path (B, C, h, w), skip (B, C, h, w) or None) = up2(rcu2(path + rcu1(skip))), with
-    bilinear x2 upsampling (align_corners=True, as MiDaS) -> (B, C, 2h, 2w).
+    forward(path (B, C, h, w), skip (B, C, h, w)) = up2(rcu2(path + rcu1(skip))), with bilinear x2
+    upsampling (align_corners=True, as MiDaS) -> (B, C, 2h, 2w). The coarsest block has no skip
+    (`with_skip=False`): up2(rcu2(path)), and no rcu1 (a parameter without a gradient would stall
+    distributed training).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, with_skip: bool = True) -> None:
         super().__init__()
-        self.rcu1 = ResidualConvUnit(channels)
+        self.rcu1 = ResidualConvUnit(channels) if with_skip else None
         self.rcu2 = ResidualConvUnit(channels)
 
     def forward(self, path: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -64,7 +66,7 @@ class MidasDecoder(torch.nn.Module):
         if len(in_channels) != 4:
             raise ValueError(f"MidasDecoder: expected the channels of 4 encoder maps, got {list(in_channels)}")
         self.scratch = torch.nn.ModuleList([_conv3x3(c, features, bias=False) for c in in_channels])
-        self.fusion = torch.nn.ModuleList([FeatureFusionBlock(features) for _ in in_channels])
+        self.fusion = torch.nn.ModuleList([FeatureFusionBlock(features, with_skip=level < 3) for level in range(4)])
         half = max(features // 2, 1)
         self.head_conv = _conv3x3(features, half)
         output = torch.nn.Conv2d(32, 1, kernel_size=1)

@@ -179,6 +179,15 @@ def test_training_objective_weights_the_loss_terms_and_reaches_every_part():
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
 
+@pytest.mark.parametrize("encoder", ["ResNetEncoder", "ViTEncoder"])
+def test_every_parameter_gets_a_gradient(encoder):
+    """Distributed training (DDP) stalls on a parameter that the loss never reaches."""
+    model = tiny_model(encoder).train()
+    model(training_batch(), evaluation_mode=EvaluationMode.TRAINING)["objective"].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
 def test_zero_gradient_weight_skips_the_gradient_term():
     model = tiny_model(loss_weights={"loss_ssi": 1.0, "loss_grad": 0.0}, loss_variant="lsq")
     with torch.no_grad():
