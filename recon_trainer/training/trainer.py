@@ -3,6 +3,8 @@
 The loop's config (ReconTrainingLoop) stays a plain settings object; the state of a run (step
 counters, stats, loggers) lives here.
 """
+import contextlib
+import io
 import itertools
 import logging
 import os
@@ -243,13 +245,16 @@ class Trainer:
         return model
 
     def _validate(self) -> None:
-        """The evaluator on the val loader (each process its share, averaged) into stats "val"."""
+        """The evaluator on the val loader (each process its share, averaged) into stats "val";
+        only the main process's evaluator prints."""
         if self.settings.evaluator is None:
             return
-        metrics = self.settings.evaluator.run(
-            model=self._evaluation_model(), dataloader=self.loaders.val, device=self.accelerator.device,
-            exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=False,
-        )
+        quiet = contextlib.nullcontext() if self.is_main else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            metrics = self.settings.evaluator.run(
+                model=self._evaluation_model(), dataloader=self.loaders.val, device=self.accelerator.device,
+                exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=False,
+            )
         self.model.train()
         self.stats.update("val", self._mean_over_processes(metrics))
 
