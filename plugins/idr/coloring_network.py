@@ -7,6 +7,7 @@ from typing import Tuple
 import torch
 
 from recon_trainer.config import Configurable
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
 
 # Geometric inputs (3 channels each, before the direction embedding) that each mode reads.
@@ -25,7 +26,7 @@ class RayNormalColoringNetwork(Configurable, torch.nn.Module):
     """
 
     feature_vector_size: int = 3  # channels of the SDF network's feature vector (set by the renderer)
-    mode: str = "idr"  # "idr", "no_view_dir" or "no_normal": which geometric inputs are read
+    mode: str = choice_field("idr", MODE_INPUTS)  # "idr", "no_view_dir" or "no_normal": which geometric inputs are read
     d_in: int = 9  # channels of the geometric inputs (9 for "idr", 6 for the others)
     d_out: int = 3  # channels of the colour
     dims: Tuple[int, ...] = (512,) * 4  # widths of the hidden layers
@@ -34,8 +35,7 @@ class RayNormalColoringNetwork(Configurable, torch.nn.Module):
     pooled_feature_dim: int = 0  # view-pooled feature input; only 0 is supported (the renderer has no pooling)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODE_INPUTS:
-            raise ValueError(f"RayNormalColoringNetwork.mode={self.mode!r}: expected one of {list(MODE_INPUTS)}")
+        check_choices(self)
         expected = 3 * len(MODE_INPUTS[self.mode])
         if self.d_in != expected:
             raise ValueError(f"RayNormalColoringNetwork.d_in={self.d_in}: mode {self.mode!r} reads {expected} channels")

@@ -8,6 +8,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import check_choices, choice_field
 
 from .encoders import MidasEncoderBase, load_weights_file
 
@@ -63,7 +64,8 @@ class ViTEncoder(MidasEncoderBase):
     arch: str = "vit_large_patch16_384"  # timm VisionTransformer with 16-pixel patches (DPT-Large: ViT-L/16 384)
     depth: int = 0  # transformer blocks (0: the arch's own); fewer make a small model for tests
     hooks: Tuple[int, ...] = (5, 11, 17, 23)  # four increasing 0-based block indices whose tokens are reassembled
-    readout: str = "project"  # class token handling: project (concat + Linear + GELU), add or ignore
+    # class token handling: project (concat + Linear + GELU), add or ignore
+    readout: str = choice_field("project", READOUTS)
     reassemble_channels: Tuple[int, ...] = (256, 512, 1024, 1024)  # channels of the four maps, finest first
     weights_path: Optional[str] = None  # a local timm state-dict file of `arch` to initialise from (None: random)
 
@@ -80,8 +82,7 @@ class ViTEncoder(MidasEncoderBase):
         )
 
     def _check_fields(self) -> None:
-        if self.readout not in READOUTS:
-            raise ConfigError(f"ViTEncoder.readout={self.readout!r}: expected one of {', '.join(READOUTS)}")
+        check_choices(self)
         hooks = list(self.hooks)
         if len(hooks) != 4 or any(a >= b for a, b in zip(hooks, hooks[1:])) or hooks[0] < 0:
             raise ConfigError(f"ViTEncoder.hooks={hooks}: expected four increasing block indices >= 0")

@@ -10,7 +10,8 @@ from typing import List, Optional, Tuple
 import torch
 import torchvision
 
-from recon_trainer.config import ConfigError, ReplaceableBase, registry
+from recon_trainer.config import ReplaceableBase, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.models.resnet_feature_extractor import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -48,12 +49,12 @@ class ResNetEncoder(MidasEncoderBase):
     The classifier (fc) is loaded with the rest and then dropped. Input normalisation: ImageNet.
     """
 
-    arch: str = "resnext101_32x8d"  # torchvision network: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    # torchvision network: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    arch: str = choice_field("resnext101_32x8d", STAGE_CHANNELS)
     weights_path: Optional[str] = None  # a local torchvision state-dict file to initialise from (None: random)
 
     def __post_init__(self) -> None:
-        if self.arch not in STAGE_CHANNELS:
-            raise ConfigError(f"ResNetEncoder.arch={self.arch!r}: expected one of {', '.join(STAGE_CHANNELS)}")
+        check_choices(self)
         network = getattr(torchvision.models, self.arch)(weights=None)
         if self.weights_path is not None:
             load_weights_file(network, self.weights_path, "ResNetEncoder", f"torchvision {self.arch}")

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from recon_trainer.config import ConfigError, registry, run_auto_creation
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.models.base import EvaluationMode, ModelBase
@@ -18,10 +19,6 @@ from .losses import midas_loss
 
 LOSS_NAMES = ("loss_ssi", "loss_grad")
 LOSS_VARIANTS = ("trimmed", "lsq")
-
-
-def _default_resize_by_dataset() -> Dict[str, str]:
-    return {"KITTI": "lower_bound"}
 
 
 def _default_loss_weights() -> Dict[str, float]:
@@ -50,12 +47,13 @@ class MidasModel(ModelBase):
     encoder_class_type: str = "ResNetEncoder"
     features: int = 256  # channels of the decoder (MiDaS: 256; tiny CPU models: 32)
     net_size: int = 384  # the side length the input is resized towards (pixels)
-    resize_method: str = "upper_bound"  # upper_bound (fit inside net_size), lower_bound (cover it) or minimal
-    resize_method_by_dataset: Dict[str, str] = dataclasses.field(  # per-dataset resize method (dataset label -> method)
-        default_factory=_default_resize_by_dataset
-    )
+    # upper_bound (fit inside net_size), lower_bound (cover it) or minimal
+    resize_method: str = choice_field("upper_bound", RESIZE_METHODS)
+    # per-dataset resize method (dataset label -> method)
+    resize_method_by_dataset: Dict[str, str] = choice_field({"KITTI": "lower_bound"}, RESIZE_METHODS)
     resize_in_training: bool = False  # resize training images too (False: feed them as they are, multiples of 32)
-    loss_variant: str = "trimmed"  # scale-and-shift-invariant term: trimmed (ssitrim, the paper's) or lsq (ssimse)
+    # scale-and-shift-invariant term: trimmed (ssitrim, the paper's) or lsq (ssimse)
+    loss_variant: str = choice_field("trimmed", LOSS_VARIANTS)
     trim_fraction: float = 0.2  # trimmed variant: share of the largest residuals left out of the loss
     gradient_scales: int = 4  # scales of the gradient-matching term (resolution halved per scale)
     loss_weights: Dict[str, float] = dataclasses.field(  # objective = Σ weight · loss over loss_ssi, loss_grad
@@ -70,13 +68,7 @@ class MidasModel(ModelBase):
         self.decoder = MidasDecoder(self.encoder.stage_channels(), self.features)
 
     def _check_fields(self) -> None:
-        methods = {"resize_method": self.resize_method}
-        methods.update({f"resize_method_by_dataset[{k!r}]": v for k, v in self.resize_method_by_dataset.items()})
-        for key, method in methods.items():
-            if method not in RESIZE_METHODS:
-                raise ConfigError(f"MidasModel.{key}={method!r}: expected one of {', '.join(RESIZE_METHODS)}")
-        if self.loss_variant not in LOSS_VARIANTS:
-            raise ConfigError(f"MidasModel.loss_variant={self.loss_variant!r}: expected one of {LOSS_VARIANTS}")
+        check_choices(self)
         if not 0.0 <= self.trim_fraction < 1.0:
             raise ConfigError(f"MidasModel.trim_fraction={self.trim_fraction}: expected 0 <= value < 1")
         for key in ("features", "net_size", "gradient_scales"):

@@ -12,19 +12,22 @@ exp_dir/depth_maps/.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from recon_trainer.cli.reporting import pop_debug_flag, reported_errors
 from recon_trainer.config import ConfigError, enable_get_default_args, expand_args_fields, get_default_args
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.saved import load_saved_config
 from recon_trainer.data.cameras import join_cameras
 from recon_trainer.data.frame_data import collate
+from recon_trainer.errors import RunDirectoryError
 from recon_trainer.experiment import Experiment
 from recon_trainer.rendering.trajectory import circular_trajectory
+from recon_trainer.training.checkpoints import list_checkpoints
 from recon_trainer.visualization.depth_maps import list_images, write_depth_maps
 from recon_trainer.visualization.flyaround import render_trajectory
 from recon_trainer.visualization.video import colorize_depth, to_uint8_frames, write_video
@@ -61,6 +64,9 @@ def visualize_reconstruction(
         raise ConfigError("exp_dir is required: the folder of a run (it holds expconfig.yaml)")
     expand_args_fields(Experiment)
     cfg = load_saved_config(os.path.join(exp_dir, CONFIG_FILE), Experiment, drop_unknown_keys)
+    if not list_checkpoints(exp_dir):
+        raise RunDirectoryError(f"exp_dir {exp_dir} holds no checkpoint to visualise: train first (recon_runner ... "
+                                f"exp_dir={exp_dir}), or point exp_dir at a run that saved one")
     cfg.exp_dir = exp_dir
     _prepare_for_rendering(cfg, render_size)
     experiment = Experiment(**cfg)
@@ -120,22 +126,22 @@ def _prepare_for_rendering(cfg, render_size: Sequence[int]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of recon_visualizer: `key=value` arguments."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, _ = pop_debug_flag(argv)
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__.strip())
         print("\narguments and defaults:\n" + OmegaConf.to_yaml(get_default_args(visualize_reconstruction)))
         return
     defaults = get_default_args(visualize_reconstruction)
-    try:
-        cli = OmegaConf.from_cli(argv)
-        for key in cli.keys():
-            if key not in defaults:
-                raise ConfigError(f"unknown argument '{key}'{did_you_mean(str(key), defaults.keys())}")
-        args = OmegaConf.merge(defaults, cli)
+    with reported_errors(PROG):
+        try:
+            cli = OmegaConf.from_cli(argv)
+            for key in cli.keys():
+                if key not in defaults:
+                    raise ConfigError(f"unknown argument '{key}'{did_you_mean(str(key), defaults.keys())}")
+            args = OmegaConf.merge(defaults, cli)
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"bad argument: {str(error).splitlines()[0]}") from None
         visualize_reconstruction(**args)
-    except ConfigError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

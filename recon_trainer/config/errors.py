@@ -2,15 +2,17 @@
 import difflib
 from typing import Iterable, Optional
 
+from recon_trainer.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A mistake in a config: unknown key or implementation, wrong type, missing value.
 
     The command-line tools print it as one message, without a traceback, and exit with status 2.
     """
 
 
-class PluginImportError(ImportError):
+class PluginImportError(UserError, ImportError):
     """A plugin (built-in package or entry point) could not be imported; names it and the cause."""
 
 

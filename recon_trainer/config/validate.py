@@ -2,14 +2,16 @@
 
 OmegaConf already rejects unknown keys and badly typed values while merging into a typed
 config; this adds what merging cannot see: keys added with `+key=`, class types naming no
-registered implementation, and mandatory values (`???`) left unset in the selected branches.
+registered implementation, values of choice fields (choices.py) that are not among their
+choices, and mandatory values (`???`) left unset in the selected branches.
 """
 import dataclasses
 from typing import List
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, did_you_mean
+from .choices import choice_fields, config_error
+from .errors import did_you_mean
 from .members import ARGS_SUFFIX, MemberSpec
 from .registry import UNDEFAULTED, late_registration_message, registry, unknown_implementation_message
 
@@ -18,7 +20,7 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError listing every problem (with dotted paths) of a typed config."""
     problems = config_problems(cfg)
     if problems:
-        raise ConfigError("\n".join(problems) if len(problems) == 1 else "\n  ".join(["invalid config:"] + problems))
+        raise config_error(problems)
 
 
 def config_problems(cfg: DictConfig, path: str = "") -> List[str]:
@@ -28,6 +30,7 @@ def config_problems(cfg: DictConfig, path: str = "") -> List[str]:
         return _nested_problems(cfg, path, skip=set())
     field_names = [f.name for f in dataclasses.fields(schema)]
     problems = [unknown_key_message(schema, str(key), path) for key in cfg.keys() if key not in field_names]
+    problems += _choice_problems(cfg, schema, path)
     selected_branches = set()
     unselected = set()
     for spec in getattr(schema, "_processed_members", {}).values():
@@ -62,6 +65,16 @@ def unknown_key_message(schema: type, key: str, path: str = "") -> str:
                 )
     field_names = [f.name for f in dataclasses.fields(schema)]
     return f"unknown key '{path}{key}'{did_you_mean(key, field_names, prefix=path)}"
+
+
+def _choice_problems(cfg: DictConfig, schema: type, path: str) -> List[str]:
+    """Bad values of `schema`'s choice fields set in `cfg` (missing values are reported apart)."""
+    return [
+        problem
+        for name, choices in choice_fields(schema)
+        if name in cfg and not OmegaConf.is_missing(cfg, name) and not OmegaConf.is_interpolation(cfg, name)
+        for problem in choices.problems(path + name, cfg[name])
+    ]
 
 
 def _nested_problems(cfg: DictConfig, path: str, skip: set) -> List[str]:

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler
 
 from recon_trainer.config import ConfigError, ReplaceableBase, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.frame_data import collate
 
 if TYPE_CHECKING:  # data_source imports this module to build ReconDataSource's slot
@@ -144,23 +145,18 @@ class SequenceDataLoaderMapProvider(DataLoaderMapProviderBase):
     images_per_seq_options: Tuple[int, ...] = ()  # train batch sizes drawn uniformly; empty = (batch_size,)
     sample_consecutive_frames: bool = False  # train batches are runs of consecutive frames of a sequence
     consecutive_frames_max_gap: int = 0  # gap between consecutive picks is 1..max_gap frames (0 = 1)
-    train_conditioning_type: str = "SAME"  # train batches: only SAME (one sequence per batch) is supported
-    val_conditioning_type: str = "SAME"  # SAME, KNOWN or TRAIN (see the class doc)
-    test_conditioning_type: str = "KNOWN"  # SAME, KNOWN or TRAIN (see the class doc)
+    train_conditioning_type: str = choice_field("SAME", ("SAME",))  # train batches: only SAME (one sequence per batch)
+    val_conditioning_type: str = choice_field("SAME", CONDITIONING_TYPES)  # SAME, KNOWN or TRAIN (see the class doc)
+    test_conditioning_type: str = choice_field("KNOWN", CONDITIONING_TYPES)  # SAME, KNOWN or TRAIN (see the class doc)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        check_choices(self)
         if self.batch_size < 1:
             raise ConfigError(f"{name}.batch_size must be >= 1, got {self.batch_size}")
         if any(int(n) < 1 for n in self.images_per_seq_options):
             options = list(self.images_per_seq_options)
             raise ConfigError(f"{name}.images_per_seq_options must be positive, got {options}")
-        if self.train_conditioning_type != "SAME":
-            value = self.train_conditioning_type
-            raise ConfigError(f"{name}.train_conditioning_type={value!r}: only 'SAME' is supported")
-        for key in ("val_conditioning_type", "test_conditioning_type"):
-            if getattr(self, key) not in CONDITIONING_TYPES:
-                raise ConfigError(f"{name}.{key}={getattr(self, key)!r}: expected one of {list(CONDITIONING_TYPES)}")
 
     def get_data_loader_map(self, datasets: DatasetMap) -> DataLoaderMap:
         from recon_trainer.data.data_source import DataLoaderMap  # imported here: data_source imports this module

@@ -8,7 +8,11 @@ from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
 # These modules use DatasetMap / DataLoaderMap from here only inside functions: no import cycle.
 from recon_trainer.data.data_loader_map_provider import DataLoaderMapProviderBase
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
+from recon_trainer.data.file_check import check_split_files
 from recon_trainer.data.providers.builtin_scene import BuiltinScene
+
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass
@@ -43,6 +47,7 @@ class ReconDataSource(DataSourceBase):
 
     When the provider has no data path (e.g. BlenderDatasetMapProvider with an empty base_dir) it
     trains on `builtin_scene` instead and prints one line saying so and where the scene is cached.
+    Before anything is loaded, the files of every split are checked (data/file_check.py).
     """
 
     dataset_map_provider: DatasetMapProviderBase
@@ -50,6 +55,8 @@ class ReconDataSource(DataSourceBase):
     data_loader_map_provider: DataLoaderMapProviderBase
     data_loader_map_provider_class_type: str = "SimpleDataLoaderMapProvider"
     builtin_scene: BuiltinScene
+    skip_unreadable: bool = False  # skip (and count) items whose files fail the check instead of stopping
+    check_files: bool = True  # check every split's files (headers) before training
 
     def __post_init__(self) -> None:
         run_auto_creation(self)
@@ -65,5 +72,9 @@ class ReconDataSource(DataSourceBase):
             )
             datasets = self.builtin_scene.get_dataset_map()
         else:
+            files = provider.file_map() if self.check_files else None
+            if files is not None:
+                splits = {split: [getattr(files, split)] for split in SPLITS}
+                check_split_files(splits, self.skip_unreadable, f"data_source_{type(self).__name__}_args")
             datasets = provider.get_dataset_map()
         return datasets, self.data_loader_map_provider.get_data_loader_map(datasets)

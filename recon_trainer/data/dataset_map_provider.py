@@ -22,6 +22,12 @@ class DatasetMapProviderBase(ReplaceableBase):
     def get_dataset_map(self) -> DatasetMap:
         """The datasets of each split (None for a split the provider does not have)."""
 
+    def file_map(self) -> Optional[DatasetMap]:
+        """Each split's items as a CheckableDataset (data/file_check.py) before anything is
+        loaded, for the data check before training; items dropped from them are left out of
+        get_dataset_map's datasets. None (the default): the provider reads no files item by item."""
+        return None
+
     @abc.abstractmethod
     def data_path(self) -> Optional[str]:
         """The folder the data comes from, or None when the user gave none (then ReconDataSource

@@ -8,6 +8,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from recon_trainer.config import ReplaceableBase
+from recon_trainer.errors import NonFiniteError
 
 
 class EvaluationMode(enum.Enum):
@@ -33,3 +34,16 @@ class ModelBase(ReplaceableBase, torch.nn.Module):
     @abc.abstractmethod
     def forward(self, batch: Any, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
         """Implemented by each subclass."""
+
+
+def require_finite(name: str, tensor: torch.Tensor) -> None:
+    """NonFiniteError naming `name` when `tensor` holds NaN or inf.
+
+    Call it on a model output before an operation that fails on such values instead of
+    returning NaN (e.g. binary_cross_entropy): the training loop then reports it like a
+    non-finite objective. Costs one reduction and one device sync.
+    """
+    finite = torch.isfinite(tensor.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteError(f"{name} holds {bad} NaN or infinite value(s) of {tensor.numel()}")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from recon_trainer.config import ConfigError, expand_args_fields, registry, run_auto_creation
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.registry import late_registration_message
 from recon_trainer.data.frame_data import FrameData
@@ -85,8 +86,10 @@ class ImplicitRenderingModel(ModelBase):
     chunk_size_grid: int = 4096  # rays rendered at once in full-grid mode (over the whole batch)
     render_features_dimensions: int = 3  # channels the implicit function and renderer produce
     n_train_target_views: int = 1  # the first frames of a training batch that are rendered; -1 = all
-    sampling_mode_training: str = MASK_SAMPLE  # "mask_sample" (rays drawn within mask_crop) or "full_grid"
-    sampling_mode_evaluation: str = FULL_GRID  # "full_grid" (whole image, chunked) or "mask_sample"
+    # "mask_sample" (rays drawn within mask_crop) or "full_grid"
+    sampling_mode_training: str = choice_field(MASK_SAMPLE, SAMPLING_MODES)
+    # "full_grid" (whole image, chunked) or "mask_sample"
+    sampling_mode_evaluation: str = choice_field(FULL_GRID, SAMPLING_MODES)
     loss_weights: Dict[str, float] = dataclasses.field(default_factory=_default_loss_weights)  # objective terms
     log_vars: Tuple[str, ...] = (  # prediction keys the training loop averages per epoch
         "objective",
@@ -135,9 +138,7 @@ class ImplicitRenderingModel(ModelBase):
 
     def _check_fields(self) -> None:
         name = type(self).__name__
-        for key in ("sampling_mode_training", "sampling_mode_evaluation"):
-            if getattr(self, key) not in SAMPLING_MODES:
-                raise ConfigError(f"{name}.{key}={getattr(self, key)!r}: expected one of {list(SAMPLING_MODES)}")
+        check_choices(self)
         if self.n_train_target_views < 1 and self.n_train_target_views != -1:
             raise ConfigError(f"{name}.n_train_target_views={self.n_train_target_views}: expected >= 1 or -1 (all)")
         for key in ("chunk_size_grid", "render_image_width", "render_image_height"):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torchvision
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.models.feature_extractor import FeatureExtractorBase
 
 # Output channels of the four residual stages of each supported torchvision ResNet.
@@ -66,7 +67,8 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     (B, 1, H, W) and "image" (B, 3, H, W) at the input resolution.
     """
 
-    name: str = "resnet34"  # torchvision architecture: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    # torchvision architecture: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    name: str = choice_field("resnet34", STAGE_CHANNELS)
     weights_path: Optional[str] = None  # a local torchvision state-dict file to initialise from (None: random)
     stages: Tuple[int, ...] = (1, 2, 3, 4)  # residual stages (1..4) whose outputs are features
     normalize_image: bool = True  # standardise the image with the ImageNet mean and std first
@@ -80,8 +82,7 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     feature_rescale: float = 1.0  # multiply the stage features by this
 
     def __post_init__(self) -> None:
-        if self.name not in STAGE_CHANNELS:
-            raise ConfigError(f"ResNetFeatureExtractor.name={self.name!r}: expected one of {list(STAGE_CHANNELS)}")
+        check_choices(self)
         if any(s not in (1, 2, 3, 4) for s in self.stages) or len(set(self.stages)) != len(self.stages):
             raise ConfigError(f"ResNetFeatureExtractor.stages={list(self.stages)}: expected distinct stages in 1..4")
         if self.image_rescale <= 0:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from recon_trainer.evaluation.nvs_metrics import mse, psnr_from_mse
+from recon_trainer.models.base import require_finite
 
 # Loss names a view produces (the model prefixes "loss_" and, for the coarse pass, "prev_stage_").
 VIEW_LOSS_NAMES = (
@@ -105,6 +106,8 @@ def view_losses(
         if fg is not None:
             losses["rgb_psnr_fg"] = psnr_from_mse(mse(_flat(rgb), _flat(rgb_gt), _flat(crop * fg))[0])
     if fg is not None:
+        require_finite("the rendered opacity (mask_bce's input)", masks)
+        require_finite("the sampled fg_probability (mask_bce's target)", fg)
         bce = F.binary_cross_entropy(masks.clamp(BCE_EPS, 1 - BCE_EPS), fg.clamp(0.0, 1.0), reduction="none")
         losses["mask_bce"] = _masked_mean(bce, crop)
         losses["mask_neg_iou"] = _neg_iou(masks * crop, fg.clamp(0.0, 1.0) * crop)

@@ -4,6 +4,7 @@ import abc
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.base import EvaluationMode
 
@@ -63,8 +64,9 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
 
     image_width: int = 400  # width of the full grid in pixels (set by the parent model)
     image_height: int = 400  # height of the full grid in pixels (set by the parent model)
-    sampling_mode_training: str = MASK_SAMPLE  # "mask_sample" or "full_grid" (set by the parent model)
-    sampling_mode_evaluation: str = FULL_GRID  # "mask_sample" or "full_grid" (set by the parent model)
+    # "mask_sample" or "full_grid" in training / in evaluation (set by the parent model)
+    sampling_mode_training: str = choice_field(MASK_SAMPLE, SAMPLING_MODES)
+    sampling_mode_evaluation: str = choice_field(FULL_GRID, SAMPLING_MODES)
     n_pts_per_ray_training: int = 64  # depths sampled along each ray in training
     n_pts_per_ray_evaluation: int = 64  # depths sampled along each ray in evaluation
     n_rays_per_image_sampled_from_mask: int | None = 1024  # rays per image in mask_sample mode
@@ -74,9 +76,7 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for key in ("sampling_mode_training", "sampling_mode_evaluation"):
-            if getattr(self, key) not in SAMPLING_MODES:
-                raise ValueError(f"{name}.{key}={getattr(self, key)!r}: expected one of {SAMPLING_MODES}")
+        check_choices(self)
         for key in ("image_width", "image_height"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{name}.{key}={getattr(self, key)}: expected a positive integer")

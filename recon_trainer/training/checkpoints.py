@@ -6,9 +6,10 @@ Files in exp_dir (the epoch number has 8 digits, like Implicitron's model_epoch_
     checkpoint_epoch_00000004_batch_00000040.pth   40 batches into epoch 4 (a mid-epoch save)
 
 Each file is written to a temporary file (`.tmp_...`) in the same folder, flushed to disk and
-renamed, so a file with a checkpoint name is always complete; leftover temporary files of a
-killed run are ignored and removed by the next purge. A checkpoint holds only tensors and plain
-values and is read with `torch.load(weights_only=True)`.
+renamed, so a file with a checkpoint name is always complete; a killed run's temporary files are
+removed when the next run takes exp_dir's lock. A checkpoint holds only tensors and plain values
+and is read with `torch.load(weights_only=True)`. A file that cannot be read is never deleted
+and never counts among the checkpoints kept.
 """
 import collections
 import dataclasses
@@ -16,18 +17,18 @@ import hashlib
 import logging
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import yaml
 
-from recon_trainer.fileio import atomic_path
+from recon_trainer.errors import RunDirectoryError
+from recon_trainer.fileio import atomic_torch_save
 from recon_trainer.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-TEMP_PREFIX = ".tmp_"  # the prefix of atomic_path's temporary files
 _NAME = re.compile(r"^checkpoint_epoch_(\d{8})(?:_batch_(\d{8}))?\.pth$")
 
 
@@ -105,22 +106,22 @@ def list_checkpoints(exp_dir: str) -> List[CheckpointFile]:
 
 
 def save_checkpoint(checkpoint: TrainingCheckpoint, exp_dir: str) -> str:
-    """Write `checkpoint` into exp_dir atomically (temporary file, fsync, rename); its path."""
-    os.makedirs(exp_dir, exist_ok=True)
+    """Write `checkpoint` into exp_dir atomically (temporary file, fsync, rename); its path.
+    WriteError (naming the file and the reason) when the disk refuses it; older files stay intact."""
     path = os.path.join(exp_dir, checkpoint.file_name())
     content = {field.name: getattr(checkpoint, field.name) for field in dataclasses.fields(checkpoint)}
     content.pop("path")
     content["format_version"] = FORMAT_VERSION
-    with atomic_path(path) as temp_path:
-        torch.save(content, temp_path)
+    atomic_torch_save(content, path)
     checkpoint.path = path
     return path
 
 
-def load_checkpoint(path: str) -> TrainingCheckpoint:
-    """Read a checkpoint (tensors on the CPU); CorruptCheckpointError when it is unreadable."""
+def load_checkpoint(path: str, *, mmap: bool = False) -> TrainingCheckpoint:
+    """Read a checkpoint (tensors on the CPU); CorruptCheckpointError when it is unreadable.
+    `mmap` maps the tensors instead of reading them (a cheap check of the file)."""
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as error:  # noqa: BLE001  (a damaged file fails in the zip reader or the unpickler, variously)
@@ -134,57 +135,74 @@ def load_checkpoint(path: str) -> TrainingCheckpoint:
     return TrainingCheckpoint(path=path, **{name: content[name] for name in fields})
 
 
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why the checkpoint at `path` cannot be read, or None when it can (tensors are mapped,
+    not read: a quick check)."""
+    try:
+        load_checkpoint(path, mmap=True)
+    except (CorruptCheckpointError, OSError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
 def find_checkpoint(exp_dir: str, epoch: Optional[int] = None) -> Optional[TrainingCheckpoint]:
     """The checkpoint to resume from: the newest readable one, or the end of epoch `epoch`.
 
-    An unreadable file is reported (one warning naming it) and the next older one is tried.
-    None when there is none. A chosen epoch whose file is missing or unreadable is an error.
+    An unreadable file is reported (one warning naming it) and the next older one is tried;
+    when there are checkpoint files but none is readable, RunDirectoryError lists each file and
+    why, and says how to start afresh. None when there is no checkpoint file. A chosen epoch
+    whose file is missing or unreadable is a RunDirectoryError.
     """
     if epoch is not None:
         path = os.path.join(exp_dir, checkpoint_file_name(epoch))
         if not os.path.isfile(path):
             finished = [f.epoch for f in list_checkpoints(exp_dir) if f.batches_done is None]
-            raise FileNotFoundError(
+            raise RunDirectoryError(
                 f"resume_epoch={epoch}: there is no checkpoint {path}; end-of-epoch checkpoints in "
                 f"{exp_dir}: {finished or 'none'}"
             )
         try:
             return load_checkpoint(path)
         except CorruptCheckpointError as error:
-            raise CorruptCheckpointError(f"resume_epoch={epoch}: checkpoint {path} is unreadable ({error})") from None
+            raise RunDirectoryError(f"resume_epoch={epoch}: checkpoint {path} is unreadable ({error})") from None
+    unreadable = []
     for found in reversed(list_checkpoints(exp_dir)):
         try:
             return load_checkpoint(found.path)
         except (CorruptCheckpointError, FileNotFoundError) as error:
+            unreadable.append(f"{found.path}: {error}")
             if is_main_process():  # every process reads it; one reports it
                 logger.warning("Skipping unreadable checkpoint %s (%s); trying the next older one.", found.path, error)
+    if unreadable:
+        listed = "\n  ".join(unreadable)
+        raise RunDirectoryError(
+            f"exp_dir {exp_dir} holds {len(unreadable)} checkpoint file(s) and none can be read; nothing was "
+            f"changed:\n  {listed}\nIf they were written by another version of torch or are still being copied, "
+            f"fix that and run again; to start afresh instead, add resume=false to the model factory's args "
+            f"(the files are moved into {os.path.join(exp_dir, 'earlier_runs')}/, not deleted)"
+        )
     return None
 
 
-def purge_checkpoints(exp_dir: str, keep_last: int) -> None:
-    """Delete what is no longer needed: temporary files, mid-epoch checkpoints older than the
-    newest checkpoint and all but the newest `keep_last` end-of-epoch ones (0 keeps them all)."""
-    for name in os.listdir(exp_dir):
-        if name.startswith(TEMP_PREFIX + "checkpoint_epoch_"):
-            os.unlink(os.path.join(exp_dir, name))
+def purge_checkpoints(exp_dir: str, keep_last: int, readable: Callable[[str], bool]) -> List[str]:
+    """Delete what is no longer needed: mid-epoch checkpoints older than the newest checkpoint
+    and all but the newest `keep_last` end-of-epoch ones (0 keeps them all); the deleted paths.
+
+    Only files for which `readable(path)` is true are counted or deleted: an unreadable file
+    neither takes the place of a good one nor disappears.
+    """
     files = list_checkpoints(exp_dir)
     if not files:
-        return
+        return []
     newest = files[-1]
-    finished = [f for f in files if f.batches_done is None]
-    doomed = [f for f in files if f.batches_done is not None and f != newest]
+    good = [f for f in files if readable(f.path)]
+    finished = [f for f in good if f.batches_done is None]
+    doomed = [f for f in good if f.batches_done is not None and f != newest]
     if keep_last > 0:
         doomed += finished[:-keep_last]
     for found in doomed:
         os.unlink(found.path)
-
-
-def remove_checkpoints(exp_dir: str) -> int:
-    """Delete every checkpoint file in exp_dir (a run that starts afresh); how many there were."""
-    files = list_checkpoints(exp_dir)
-    for found in files:
-        os.unlink(found.path)
-    return len(files)
+    return [found.path for found in doomed]
 
 
 def scheduler_state_dict(scheduler: torch.optim.lr_scheduler.LRScheduler) -> Dict[str, Any]:
@@ -205,12 +223,44 @@ def restore_optimizer_and_scheduler(
     checkpoint: TrainingCheckpoint,
     optimizer: torch.optim.Optimizer,
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
-) -> None:
-    """Load the optimizer's and the scheduler's states (learning rates included) from `checkpoint`."""
+) -> List[str]:
+    """Load the optimizer's state (moments, step counts) and the scheduler's position from
+    `checkpoint`, keeping the hyperparameters the optimizer was just built with, so that a
+    resumed run uses the config's learning rates, weight decay, betas, momentum.
+
+    A group whose configured initial rate differs from the saved one has its current rate
+    scaled by new / old (exact for schedules whose rate is initial x factor(step), as the
+    framework's LambdaLR policies are). When the saved optimizer has other hyperparameter
+    names (another optimizer type), its state is not loaded. Returns notes on what was not
+    carried over (empty when everything was).
+    """
+    configured = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
     if checkpoint.optimizer is not None:
-        optimizer.load_state_dict(checkpoint.optimizer)
+        saved_keys = [set(group) - {"params"} for group in checkpoint.optimizer["param_groups"]]
+        if saved_keys != [set(group) for group in configured]:
+            return [f"the optimizer state (moments, step counts) of {checkpoint.path} was not restored: it belongs "
+                    f"to an optimizer with other settings ({sorted(saved_keys[0]) if saved_keys else []})"]
+        try:
+            optimizer.load_state_dict(checkpoint.optimizer)
+        except ValueError as error:
+            raise RunDirectoryError(
+                f"checkpoint {checkpoint.path}: its optimizer state does not fit the configured model's parameter "
+                f"groups ({error}); resume=false starts afresh"
+            ) from None
+        for group, settings in zip(optimizer.param_groups, configured):
+            saved_initial, saved_rate = group.get("initial_lr"), group["lr"]
+            group.update({key: value for key, value in settings.items() if key not in ("lr", "initial_lr")})
+            if "initial_lr" in settings and saved_initial:
+                group["lr"] = settings["initial_lr"] * (saved_rate / saved_initial)
+                group["initial_lr"] = settings["initial_lr"]
+            elif "initial_lr" not in settings:
+                group["lr"] = settings["lr"]
     if scheduler is not None and checkpoint.scheduler is not None:
         load_scheduler_state_dict(scheduler, checkpoint.scheduler)
+        if hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return []
 
 
 def config_digest(config_yaml: str) -> str:

@@ -1,11 +1,12 @@
 """The model_factory slot of Experiment: builds the model to train, restored from a checkpoint."""
 import abc
 import logging
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+from recon_trainer.errors import RunDirectoryError
 from recon_trainer.models.base import ModelBase
 from recon_trainer.training.checkpoints import TrainingCheckpoint, find_checkpoint
 
@@ -30,12 +31,15 @@ class ReconModelFactory(ModelFactoryBase):
     """Builds `model` and, when a checkpoint of this experiment exists, loads its weights.
 
     The newest readable checkpoint in exp_dir is used (an unreadable one is reported and the
-    next older one tried), or the end-of-epoch checkpoint of `resume_epoch`.
+    next older one tried), or the end-of-epoch checkpoint of `resume_epoch`; when checkpoint
+    files exist but none can be read, the run refuses to start. With resume=false the model
+    starts afresh, and a training run first moves the earlier checkpoints (and that run's
+    config files) into exp_dir/earlier_runs/<date_time>/ (see Experiment.run).
     """
 
     model: ModelBase
     model_class_type: str = "GenericModel"
-    resume: bool = True  # continue from a checkpoint in exp_dir when there is one
+    resume: bool = True  # continue from the newest readable checkpoint; false: start afresh
     resume_epoch: int = -1  # >= 0: resume from the checkpoint saved after this epoch (it must exist)
     force_resume: bool = False  # resume even if resume=False; fail when exp_dir has no checkpoint
 
@@ -51,12 +55,15 @@ class ReconModelFactory(ModelFactoryBase):
         checkpoint = find_checkpoint(exp_dir, self.resume_epoch if self.resume_epoch >= 0 else None)
         if checkpoint is None:
             if self.force_resume:
-                raise FileNotFoundError(f"force_resume=True but {exp_dir} holds no readable checkpoint")
+                raise RunDirectoryError(f"exp_dir {exp_dir} holds no checkpoint to load (force_resume=true)")
             return model
-        try:
-            model.load_state_dict(checkpoint.model)
-        except RuntimeError as error:
-            raise RuntimeError(f"checkpoint {checkpoint.path} does not fit the configured model: {error}") from None
+        mismatch = state_dict_mismatch(model, checkpoint.model)
+        if mismatch:
+            raise RunDirectoryError(
+                f"checkpoint {checkpoint.path} does not fit the configured model ({mismatch}): was the model's "
+                f"config changed? resume=false starts afresh (the checkpoints are moved aside)"
+            )
+        model.load_state_dict(checkpoint.model)
         logger.info("Resuming from %s (epoch %d).", checkpoint.path, checkpoint.epoch)
         checkpoint.model = {}  # the weights live in the model now
         self._resumed = checkpoint
@@ -64,3 +71,22 @@ class ReconModelFactory(ModelFactoryBase):
 
     def resumed_checkpoint(self) -> Optional[TrainingCheckpoint]:
         return self._resumed
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: Dict[str, torch.Tensor], listed: int = 3) -> str:
+    """Why `state` cannot be loaded into `model` strictly, in one line ("" when it can): the
+    missing and unexpected keys and the tensors of another shape, a few of each named."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [
+        f"{key}: {tuple(state[key].shape)} saved, {tuple(value.shape)} configured"
+        for key, value in expected.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
+        if keys:
+            more = f", ... ({len(keys) - listed} more)" if len(keys) > listed else ""
+            parts.append(f"{len(keys)} {what}: {', '.join(keys[:listed])}{more}")
+    return "; ".join(parts)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.training.lr_policies import exponential_factor, linear_exponential_factor, multistep_factor
 from recon_trainer.training.param_groups import DEFAULT_GROUP, assign_param_groups
 
@@ -39,7 +40,7 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     linear_exponential_lr_milestone epochs, then Exponential counted from the milestone.
     """
 
-    breed: str = "Adam"  # Adam, AdamW, SGD or Adagrad
+    breed: str = choice_field("Adam", BREEDS, ignore_case=True)  # Adam, AdamW, SGD or Adagrad (any case)
     lr: float = 0.0005  # learning rate of the "default" parameter group
     betas: Tuple[float, float] = (0.9, 0.999)  # Adam / AdamW moment decay rates
     momentum: float = 0.9  # SGD only
@@ -47,7 +48,8 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     foreach: Optional[bool] = True  # torch's multi-tensor implementation (None: torch decides)
     # learning rate of each non-default parameter group
     group_learning_rates: Dict[str, float] = dataclasses.field(default_factory=dict)
-    lr_policy: str = "MultiStepLR"  # MultiStepLR, Exponential or LinearExponential (any case)
+    # MultiStepLR, Exponential or LinearExponential (any case)
+    lr_policy: str = choice_field("MultiStepLR", LR_POLICIES, ignore_case=True)
     gamma: float = 0.1  # decay factor of every policy
     multistep_lr_milestones: Tuple[int, ...] = ()  # MultiStepLR: epochs at which the rate is multiplied by gamma
     exponential_lr_step_size: int = 250  # Exponential(-tail): epochs over which the rate falls by gamma
@@ -55,10 +57,7 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     linear_exponential_start_gamma: float = 0.1  # LinearExponential: factor at epoch 0
 
     def __post_init__(self) -> None:
-        if self.breed not in BREEDS:
-            raise ValueError(f"optimizer breed={self.breed!r} is not supported; choices: {', '.join(BREEDS)}")
-        if self.lr_policy.lower() not in {p.lower() for p in LR_POLICIES}:
-            raise ValueError(f"lr_policy={self.lr_policy!r} is not supported; choices: {', '.join(LR_POLICIES)}")
+        check_choices(self)
 
     def __call__(
         self, *, model: torch.nn.Module, exp_dir: str
@@ -83,11 +82,12 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
 
     def _optimizer(self, param_groups: List[Dict[str, Any]]) -> torch.optim.Optimizer:
         common = {"lr": self.lr, "weight_decay": self.weight_decay, "foreach": self.foreach}
-        if self.breed == "Adam":
+        breed = self.breed.lower()
+        if breed == "adam":
             return torch.optim.Adam(param_groups, betas=tuple(self.betas), **common)
-        if self.breed == "AdamW":
+        if breed == "adamw":
             return torch.optim.AdamW(param_groups, betas=tuple(self.betas), **common)
-        if self.breed == "SGD":
+        if breed == "sgd":
             return torch.optim.SGD(param_groups, momentum=self.momentum, **common)
         return torch.optim.Adagrad(param_groups, **common)
 

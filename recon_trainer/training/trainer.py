@@ -2,12 +2,18 @@
 
 The loop's config (ReconTrainingLoop) stays a plain settings object; the state of a run (step
 counters, stats, loggers) lives here.
+
+SIGINT and SIGTERM during training are honoured at the next point where the run can be saved:
+after the current optimizer step (a mid-epoch checkpoint is written) or after the epoch's
+validation and end-of-epoch checkpoint; the run then ends with RunInterrupted. Where nothing
+would be lost (an evaluation-only run, the final test) it stops at once.
 """
 import contextlib
 import io
 import itertools
 import logging
 import os
+import signal
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
 
@@ -15,17 +21,20 @@ import torch
 import tqdm
 from accelerate import skip_first_batches
 
+from recon_trainer.config import ConfigError
 from recon_trainer.data.data_source import DataLoaderMap
+from recon_trainer.errors import NonFiniteError, RunInterrupted
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.training.checkpoints import (
     TrainingCheckpoint,
+    checkpoint_problem,
     config_digest,
     purge_checkpoints,
-    remove_checkpoints,
     save_checkpoint,
     scheduler_state_dict,
 )
-from recon_trainer.training.finite_guard import check_finite_objective
+from recon_trainer.training.finite_guard import check_finite_step
+from recon_trainer.training.interrupts import InterruptHandler, interrupted_message, shield_loader_workers
 from recon_trainer.training.loggers import LoggerSettings, MetricLogger, create_loggers
 from recon_trainer.training.random_state import get_rng_state, seed_all, set_rng_state
 from recon_trainer.training.stats import TrainingStats, status_line
@@ -74,28 +83,63 @@ class Trainer:
                 self.accelerator.scaler.load_state_dict(checkpoint.grad_scaler)
         self.saved_position = None
         self.last_checkpoint = "none"
+        self.readable: Dict[str, bool] = {}  # checkpoint path -> whether it can be read (purge counts only these)
         if checkpoint is not None:
             self.saved_position = (checkpoint.epoch, None if checkpoint.epoch_finished else checkpoint.batches_done)
             self.last_checkpoint = checkpoint.path
+            self.readable[checkpoint.path] = True
         unwrapped = self.accelerator.unwrap_model(model)
         self.log_vars = tuple(getattr(unwrapped, "log_vars", ("objective",)))
         self.loggers: List[MetricLogger] = []
+        self.interrupts = InterruptHandler(self._where_interrupted)
+        self.position = (self.start_epoch, self.start_batch)  # (epoch, batch) being trained
+        self.phase = "training"
+        for loader in (self.loaders.train, self.loaders.val, self.loaders.test):
+            shield_loader_workers(loader)
 
     def run(self) -> None:
         """Evaluate only, or train (from the resume position) and evaluate as configured."""
         if self.is_main:
             self.loggers = create_loggers(self.settings.loggers, self._logger_settings())
         try:
-            if self.settings.eval_only:
-                self._evaluate_test(dump_to_json=True)
-            else:
-                self._train()
-                if self.settings.test_when_finished:
+            with self.interrupts:
+                if self.settings.eval_only:
+                    self.phase = "the test evaluation"
                     self._evaluate_test(dump_to_json=True)
+                else:
+                    with self.interrupts.deferred():
+                        self._train()
+                    if self.settings.test_when_finished:
+                        self.phase = "the final test evaluation"
+                        self._evaluate_test(dump_to_json=True)
         finally:
             for metric_logger in self.loggers:
                 metric_logger.close()
         self.accelerator.wait_for_everyone()  # not after an error: the other processes may be elsewhere
+
+    def _where_interrupted(self, signum: int) -> str:
+        """Where a signal that stops the run at once found it, and what is saved."""
+        if self.phase != "training":
+            return f"during {self.phase}; the newest checkpoint is {self.last_checkpoint}"
+        epoch, batch = self.position
+        return f"at epoch {epoch}, batch {batch} without saving; the newest checkpoint is {self.last_checkpoint}"
+
+    def _stop_requested(self) -> bool:
+        """Whether any process received SIGINT / SIGTERM (the processes agree, so all stop together)."""
+        requested = self.interrupts.requested is not None
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor([float(requested)], device=self.accelerator.device)
+            requested = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        return requested
+
+    def _stop(self, where: str) -> None:
+        """End the run after a signal: RunInterrupted naming where and the checkpoint written."""
+        signum = self.interrupts.requested or signal.SIGTERM  # another process got it
+        if self.settings.store_checkpoints:
+            saved = f"saved {self.last_checkpoint}; run the same command to resume"
+        else:
+            saved = "nothing saved (store_checkpoints=false)"
+        raise RunInterrupted(signum, interrupted_message(signum, f"{where}: {saved}"))
 
     def _logger_settings(self) -> LoggerSettings:
         s = self.settings
@@ -115,19 +159,15 @@ class Trainer:
 
     def _train(self) -> None:
         if self.loaders.train is None:
-            raise ValueError("the data source gives no train loader: nothing to train on (eval_only=True evaluates)")
-        if self.session.checkpoint is None and self.is_main and self.settings.store_checkpoints:
-            removed = remove_checkpoints(self.exp_dir)
-            if removed:
-                logger.warning(
-                    "Starting afresh: removed %d checkpoint(s) of an earlier run from %s.", removed, self.exp_dir
-                )
+            raise ConfigError("the data source gives no train loader: nothing to train on (eval_only=true evaluates)")
         for epoch in range(self.start_epoch, self.settings.max_epochs):
             if self._budget_spent():
                 break
             if not self._train_epoch(epoch):
                 break
             self._finish_epoch(epoch)
+            if self._stop_requested():
+                self._stop(f"at the end of epoch {epoch}")
         if self._budget_spent():
             logger.info("Reached max_steps=%d (optimizer steps).", self.settings.max_steps)
 
@@ -152,6 +192,7 @@ class Trainer:
         )
         last_time = time.perf_counter()
         for batch_index, batch in enumerate(self._batches(first), start=first):
+            self.position = (epoch, batch_index)
             if batch_index == first and resume_rng is not None:
                 set_rng_state(resume_rng)  # the generators as they were after batch `first` - 1
             if self._budget_spent():
@@ -173,6 +214,10 @@ class Trainer:
                     self._save(epoch, batch_index + 1, epoch_finished=False)
             if self.is_main and s.metric_print_interval > 0 and (batch_index + 1) % s.metric_print_interval == 0:
                 bar.write(status_line("train", epoch, self.stats.averages("train"), batch_index + 1, n_batches))
+            if self.accelerator.sync_gradients and self._stop_requested():
+                bar.close()
+                self._save(epoch, batch_index + 1, epoch_finished=False)
+                self._stop(f"at epoch {epoch}, batch {batch_index + 1} of {n_batches}")
         bar.close()
         return True
 
@@ -200,10 +245,13 @@ class Trainer:
         with accelerator.accumulate(self.model):
             if hasattr(batch, "to"):
                 batch = batch.to(accelerator.device)
-            preds = self.model(batch, evaluation_mode=EvaluationMode.TRAINING)
-            check_finite_objective(
-                preds, epoch=epoch, batch_index=batch_index, batch=batch, accelerator=accelerator,
-                last_checkpoint=self.last_checkpoint,
+            try:
+                preds, output_problem = self.model(batch, evaluation_mode=EvaluationMode.TRAINING), None
+            except NonFiniteError as error:  # a model output checked before a loss that fails on it
+                preds, output_problem = {}, str(error)
+            check_finite_step(
+                preds, output_problem, epoch=epoch, batch_index=batch_index, batch=batch, accelerator=accelerator,
+                model=self.model, last_checkpoint=self.last_checkpoint,
             )
             accelerator.backward(preds["objective"])
             if accelerator.sync_gradients and self.settings.clip_grad > 0:
@@ -278,7 +326,7 @@ class Trainer:
             else:
                 missing = "a test loader from the data source"
             if s.eval_only:
-                raise ValueError(f"eval_only=True needs {missing}")
+                raise ConfigError(f"eval_only=true needs {missing}")
             logger.warning("No test evaluation: it needs %s.", missing)
             return
         if self.is_main:
@@ -319,7 +367,19 @@ class Trainer:
             config_digest=config_digest(self.session.config_yaml),
         )
         self.last_checkpoint = save_checkpoint(checkpoint, self.exp_dir)
-        purge_checkpoints(self.exp_dir, self.settings.checkpoint_keep_last)
+        self.readable[self.last_checkpoint] = True
+        purge_checkpoints(self.exp_dir, self.settings.checkpoint_keep_last, self._is_readable)
+
+    def _is_readable(self, path: str) -> bool:
+        """Whether a checkpoint file can be read (checked once per file and run; an unreadable
+        one is reported once)."""
+        if path not in self.readable:
+            problem = checkpoint_problem(path)
+            if problem is not None:
+                logger.warning("Keeping unreadable checkpoint %s (%s): it is not counted among the checkpoints "
+                               "kept and not deleted.", path, problem)
+            self.readable[path] = problem is None
+        return self.readable[path]
 
 
 def _rates(rates: List[float]) -> str:

@@ -7,10 +7,11 @@ import torch
 from accelerate import Accelerator
 
 from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.data_source import DataLoaderMap
 from recon_trainer.evaluation.evaluator import EvaluatorBase
 from recon_trainer.training.checkpoints import TrainingCheckpoint
-from recon_trainer.training.loggers import check_logger_names
+from recon_trainer.training.loggers import LOGGER_NAMES
 
 MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
 
@@ -42,6 +43,11 @@ class TrainingLoopBase(ReplaceableBase):
     def accelerator_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments of the run's accelerate.Accelerator (none by default)."""
         return {}
+
+    def writes_checkpoints(self) -> bool:
+        """Whether this loop trains and saves TrainingCheckpoints into exp_dir; then a run that
+        starts afresh first moves an earlier run's checkpoints aside (none by default)."""
+        return False
 
     def run_in_session(
         self,
@@ -89,14 +95,14 @@ class ReconTrainingLoop(TrainingLoopBase):
     test_when_finished: bool = False  # evaluate the test split at the end and write results_test.json
     clip_grad: float = 0.0  # clip the gradients' total norm to this; 0: no clipping
     gradient_accumulation_steps: int = 1  # batches whose gradients are summed per optimizer step
-    mixed_precision: str = "no"  # "no", "bf16" (GPU or CPU autocast) or "fp16" (with a gradient scaler on GPUs)
+    mixed_precision: str = choice_field("no", MIXED_PRECISION_CHOICES)  # no, bf16 (GPU/CPU autocast) or fp16 (GPU)
     store_checkpoints: bool = True  # save a checkpoint after every epoch
-    checkpoint_keep_last: int = 2  # end-of-epoch checkpoints kept (the newest); 0: keep all
+    checkpoint_keep_last: int = 2  # end-of-epoch checkpoints kept (the newest readable ones); 0: keep all
     checkpoint_interval_steps: int = 0  # also save every N optimizer steps inside an epoch; 0: never
     metric_print_interval: int = 5  # print the status line every N batches; 0: never
     metric_log_interval_steps: int = 0  # send the step's values to the loggers every N steps; 0: never
     progress_bar: bool = True  # a tqdm bar on a terminal (never when the output is not a terminal)
-    loggers: Tuple[str, ...] = ("console",)  # any of console, tensorboard, visdom, mlflow
+    loggers: Tuple[str, ...] = choice_field(("console",), LOGGER_NAMES)  # any of console, tensorboard, visdom, mlflow
     visdom_server: str = "http://127.0.0.1"  # visdom logger: server address
     visdom_port: int = 8097  # visdom logger: server port
     visdom_env: str = ""  # visdom logger: environment; "": exp_dir's folder name
@@ -106,14 +112,12 @@ class ReconTrainingLoop(TrainingLoopBase):
 
     def __post_init__(self) -> None:
         run_auto_creation(self)
-        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            raise ValueError(
-                f"mixed_precision={self.mixed_precision!r} is not supported; "
-                f"choices: {', '.join(MIXED_PRECISION_CHOICES)}"
-            )
+        check_choices(self)
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps}: expected >= 1")
-        check_logger_names(self.loggers)
+
+    def writes_checkpoints(self) -> bool:
+        return not self.eval_only and self.store_checkpoints
 
     def accelerator_kwargs(self) -> Dict[str, Any]:
         return {

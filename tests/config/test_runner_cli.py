@@ -32,7 +32,8 @@ def test_launcher_runs_the_example_plugin_from_any_directory(tmp_path):
     assert abs(fitted["slope"] - 2.0) < 0.05 and abs(fitted["intercept"] + 0.5) < 0.05
     # no change of directory (exp_dir is relative to where we ran), nothing else written
     assert sorted(os.listdir(tmp_path)) == ["run1"]
-    assert sorted(os.listdir(tmp_path / "run1")) == ["expconfig.yaml", "line_fit.json", "overrides.yaml"]
+    assert sorted(os.listdir(tmp_path / "run1")) == [".lock", "expconfig.yaml", "line_fit.json", "overrides.yaml"]
+    assert (tmp_path / "run1" / ".lock").read_text() == ""  # released
 
 
 def test_hydra_outputs_only_when_asked(tmp_path):

@@ -118,7 +118,7 @@ def test_compose_with_overrides(garden_configs):
         ("typo", [], "config 'typo': unknown key 'tree_Pear_args.n_pipz'; did you mean 'tree_Pear_args.n_pips'?"),
         ("badtype", [], "config 'badtype': bad value for 'rows': Value 'many' of type 'str' could not be converted to Integer"),
         ("unregistered", [], "config 'unregistered': unknown key 'tree_Apple_args': Apple is not registered for Fruit"),
-        ("nonexistent", [], "Cannot find primary config 'nonexistent'"),
+        ("orchad", [], "config 'orchad' not found; did you mean 'orchard'? configs: badtype, default_config, "),
     ],
 )
 def test_compose_errors(garden_configs, name, overrides, expected):

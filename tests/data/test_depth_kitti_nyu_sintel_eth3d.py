@@ -76,7 +76,7 @@ def test_kitti_splits_kinds_and_missing_folders(tmp_path, views):
         kitti_dataset(str(tmp_path), depth_kind="groundtruth", camera="image_03")
     with pytest.raises(ConfigError, match=r"proj_depth/groundtruth/image_02"):
         kitti_dataset(str(tmp_path), split="train", depth_kind="groundtruth")
-    with pytest.raises(ConfigError, match="split='test'"):
+    with pytest.raises(ConfigError, match=r"bad value 'test' for 'KITTI.split'; choices: train, val"):
         kitti_dataset(str(tmp_path), split="test")
     depth_root = str(tmp_path / DEPTH_DIRS["groundtruth"])
     with pytest.raises(ConfigError, match="elsewhere.*not found"):  # the raw images are not there
@@ -137,7 +137,7 @@ def test_nyu_raw_depths_have_holes(tmp_path, views):
     valid = views.depth[1].reshape(-1).copy() > 0
     valid[::7] = False
     check_eval_item(item, views.rgb[1], views.depth[1], valid.reshape(24, 32), "NYUv2", "delta1.25", 10.0)
-    with pytest.raises(ConfigError, match="depth_key='depth'"):
+    with pytest.raises(ConfigError, match=r"bad value 'depth' for 'NYUv2.depth_key'; did you mean 'depths'\?"):
         NYUv2(root=str(tmp_path), depth_key="depth")
     os.remove(tmp_path / "splits.mat")
     with pytest.raises(ConfigError, match="splits.mat"):

@@ -75,7 +75,7 @@ def test_redweb_splits(written):
     assert names(ReDWeb(root=written["redweb"], split="train", val_every=4)) == [
         "00001.jpg", "00002.jpg", "00003.jpg", "00005.jpg"
     ]
-    with pytest.raises(ConfigError, match="split='test'"):
+    with pytest.raises(ConfigError, match=r"bad value 'test' for 'ReDWeb.split'; choices: all, train, val"):
         ReDWeb(root=written["redweb"], split="test")
 
 

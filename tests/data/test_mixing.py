@@ -210,9 +210,9 @@ def test_resized_subsamples_and_repeats_a_permutation_per_seed():
     small = ResizedDataset(4, base)
     picked = [small[(i, 7)][1] for i in range(4)]
     assert len(set(picked)) == 4  # a subsample without repeats
-    assert picked == small.permutation(7)[:4].tolist()
+    assert picked == [small.permutation(7)[i] for i in range(4)]
     assert [small[(i, 7)][1] for i in range(4)] == picked  # same seed, same items
-    assert [small[i][1] for i in range(4)] == small.permutation(0)[:4].tolist()  # int index: seed 0
+    assert [small[i][1] for i in range(4)] == [small.permutation(0)[i] for i in range(4)]  # int index: seed 0
     epochs = {tuple(small[(i, seed)][1] for i in range(4)) for seed in range(6)}
     assert len(epochs) > 1  # another epoch seed draws other items
 
@@ -230,7 +230,7 @@ def test_seed_is_passed_down_through_combinators():
     outer = RepeatedDataset(2, inner)
     for seed in (1, 2):
         assert [outer[(i, seed)][1] for i in range(6)] == [inner[(i // 2, seed)][1] for i in range(6)]
-        assert [inner[(i, seed)][1] for i in range(3)] == inner.permutation(seed)[:3].tolist()
+        assert [inner[(i, seed)][1] for i in range(3)] == [inner.permutation(seed)[i] for i in range(3)]
 
 
 def test_repeated_and_concat_match_brute_force():

@@ -90,7 +90,7 @@ def test_concat_and_weighted_shares():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"mixing": "equl"}, r"mixing='equl'; did you mean 'equal'\?"),
+        ({"mixing": "equl"}, r"bad value 'equl' for 'MixtureDataSource.mixing'; did you mean 'equal'\?"),
         ({"mixing": "weighted", "weights": (1.0,)}, r"weights=\[1.0\].*one positive weight per top-level term.*has 2"),
         ({"mixing": "weighted", "weights": (1.0, 0.0)}, r"one positive weight"),
         ({"weights": (1.0, 2.0)}, r"only used with mixing='weighted'"),

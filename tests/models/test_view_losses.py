@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from recon_trainer.errors import NonFiniteError
 from recon_trainer.models.view_losses import sample_at_ndc, view_losses
 from recon_trainer.rendering.ndc_grid import ndc_pixel_centers
 
@@ -56,3 +57,11 @@ def test_l1_huber_and_neg_iou_by_hand():
     assert losses["mask_neg_iou"].item() == pytest.approx(1 - 1 / 3, rel=1e-5)  # intersection 1, union 3
     empty = view_losses(features=features, depths=depths, masks=masks * 0, xys=xys, fg_probability=fg * 0)
     assert empty["mask_neg_iou"].item() == pytest.approx(0.0)
+
+
+def test_a_nan_opacity_is_reported_before_the_cross_entropy_fails_on_it():
+    xys = ndc_pixel_centers(2, 2).reshape(1, 4, 2)
+    masks = torch.tensor([[[0.5], [float("nan")], [0.5], [float("inf")]]])
+    with pytest.raises(NonFiniteError, match=r"the rendered opacity \(mask_bce's input\) holds 2 NaN or infinite"):
+        view_losses(features=torch.zeros(1, 4, 3), depths=torch.ones(1, 4, 1), masks=masks, xys=xys,
+                    fg_probability=torch.ones(1, 1, 2, 2))

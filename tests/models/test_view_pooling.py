@@ -175,7 +175,7 @@ def test_dict_output_without_concatenation():
 
 
 def test_bad_aggregator_fields_are_config_errors():
-    with pytest.raises(ConfigError, match="reduction_functions.*MEDIAN"):
+    with pytest.raises(ConfigError, match=r"bad value 'MEDIAN' for 'ReductionFeatureAggregator.reduction_functions\[1\]'"):
         ReductionFeatureAggregator(reduction_functions=("AVG", "MEDIAN"))
     with pytest.raises(ConfigError, match="weight_by_ray_angle_gamma"):
         AngleWeightedReductionFeatureAggregator(weight_by_ray_angle_gamma=-1.0)

@@ -185,7 +185,7 @@ def test_directions_reach_depth_one():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"sampling_mode_training": "grid"}, "sampling_mode_training='grid'"),
+        ({"sampling_mode_training": "grid"}, "bad value 'grid' for 'NearFarRaySampler.sampling_mode_training'"),
         ({"n_rays_total_training": 100}, "exactly one of n_rays_per_image_sampled_from_mask"),
         ({"n_rays_per_image_sampled_from_mask": None}, "exactly one of n_rays_per_image_sampled_from_mask"),
         ({"min_depth": 2.0, "max_depth": 1.0}, "min_depth <= max_depth"),

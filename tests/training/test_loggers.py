@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from recon_trainer.config import ConfigError
 from recon_trainer.experiment import Experiment
 
 from .helpers import final_checkpoint
@@ -102,5 +103,5 @@ def test_visdom_without_a_server_warns_once_then_stays_silent(tmp_path, caplog, 
 
 
 def test_unknown_logger_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"loggers: unknown logger\(s\) \['wandb'\]; choices: console, tensorboard"):
+    with pytest.raises(ConfigError, match=r"bad value 'wandb' for 'ReconTrainingLoop.loggers\[1\]'; choices: console, tensorboard"):
         Experiment(**toy_config(tmp_path, loggers=["console", "wandb"]))

@@ -61,5 +61,6 @@ def test_two_processes_equal_one_with_the_combined_batch(tmp_path):
     # process 1 wrote nothing into exp_dir; process 0 wrote the config, checkpoints, plot and results
     with open(f"{writes_log}.rank1") as f:
         rank1_writes = json.load(f)
-    assert [path for path in rank1_writes if str(exp_dir) in path] == []
+    assert [path for path in rank1_writes if str(exp_dir) in path] == []  # the lock file included: taken once
+    assert (exp_dir / ".lock").read_text() == ""  # released by process 0
     assert {"expconfig.yaml", "overrides.yaml", "train_stats.png", "results_test.json"} <= set(os.listdir(exp_dir))

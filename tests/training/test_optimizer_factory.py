@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from recon_trainer.config import ConfigError
 from recon_trainer.training.optimizer_factory import ReconOptimizerFactory
 from recon_trainer.training.param_groups import assign_param_groups
 
@@ -48,10 +49,15 @@ def test_breeds_and_their_hyperparameters(breed):
 
 
 def test_unknown_breed_and_policy_are_named():
-    with pytest.raises(ValueError, match="breed='RMSprop' is not supported; choices: Adam, AdamW, SGD, Adagrad"):
+    with pytest.raises(ConfigError, match="bad value 'RMSprop' for 'ReconOptimizerFactory.breed'; choices: Adam, AdamW"):
         ReconOptimizerFactory(breed="RMSprop")
-    with pytest.raises(ValueError, match="lr_policy='Cosine'"):
+    with pytest.raises(ConfigError, match="bad value 'Cosine' for 'ReconOptimizerFactory.lr_policy'"):
         ReconOptimizerFactory(lr_policy="Cosine")
+
+
+def test_breed_is_case_insensitive():
+    optimizer, _ = ReconOptimizerFactory(breed="adamw")(model=torch.nn.Linear(2, 2), exp_dir="")
+    assert isinstance(optimizer, torch.optim.AdamW)
 
 
 def test_without_declarations_every_trainable_parameter_is_default():

@@ -93,8 +93,11 @@ def test_chosen_epoch_and_fresh_start(tmp_path, caplog):
     loop_args(cfg).max_epochs = 1
     with caplog.at_level(logging.WARNING):
         run(cfg)
-    assert any("removed 3 checkpoint(s) of an earlier run" in r.getMessage() for r in caplog.records)
+    assert any("Starting afresh where an earlier run left checkpoints: moved 5 file(s)" in r.getMessage()
+               for r in caplog.records)
     assert [f.epoch for f in list_checkpoints(str(tmp_path))] == [0]
+    (earlier,) = os.listdir(tmp_path / "earlier_runs")  # nothing deleted
+    assert [f.epoch for f in list_checkpoints(str(tmp_path / "earlier_runs" / earlier))] == [0, 1, 2]
 
 
 def test_non_finite_objective_stops_before_the_step_and_saves_nothing_bad(tmp_path):
@@ -105,7 +108,8 @@ def test_non_finite_objective_stops_before_the_step_and_saves_nothing_bad(tmp_pa
     message = str(raised.value)
     assert re.match(
         r"Non-finite objective at epoch 1, batch 2, frames (toy_train/\d+, ){3}toy_train/\d+: "
-        r"loss_mse=[0-9.]+, loss_l1=[0-9.]+, objective=nan\. The optimizer did not step",
+        r"loss_mse=[0-9.]+, loss_l1=[0-9.]+, objective=nan\. The largest parameter magnitude is [0-9.]+\. "
+        r"The optimizer did not step",
         message,
     ), message
     assert checkpoint_file_name(1, 2) in message
@@ -150,7 +154,7 @@ def test_eval_only_evaluates_the_checkpoint_without_training(tmp_path):
 def test_eval_only_needs_a_test_split(tmp_path):
     cfg = toy_config(tmp_path, eval_only=True)
     cfg.data_source_ToyDataSource_args.n_test = 0
-    with pytest.raises(ValueError, match="eval_only=True needs a test loader"):
+    with pytest.raises(ValueError, match="eval_only=true needs a test loader"):
         run(cfg)
 
 

@@ -9,13 +9,14 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from recon_trainer.config import get_default_args, registry
 from recon_trainer.data.data_source import DataLoaderMap, DatasetMap, DataSourceBase
 from recon_trainer.data.frame_data import FrameData, collate
 from recon_trainer.evaluation.evaluator import EvaluatorBase
 from recon_trainer.fileio import atomic_write
-from recon_trainer.models.base import EvaluationMode, ModelBase
+from recon_trainer.models.base import EvaluationMode, ModelBase, require_finite
 
 
 @registry.register
@@ -28,6 +29,7 @@ class ToyDataSource(DataSourceBase):
     batch_size: int = 4
     shuffle: bool = True  # shuffle the train split (with torch's global generator)
     data_seed: int = 0
+    num_workers: int = 0  # DataLoader worker processes
 
     def _frames(self, n: int, offset: int, split: str, generator: torch.Generator):
         weights = torch.tensor([0.5, -1.0, 2.0])
@@ -52,7 +54,9 @@ class ToyDataSource(DataSourceBase):
         def loader(dataset, shuffle=False):
             if dataset is None:
                 return None
-            return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate)
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, num_workers=self.num_workers
+            )
 
         return datasets, DataLoaderMap(
             train=loader(datasets.train, self.shuffle), val=loader(datasets.val), test=loader(datasets.test)
@@ -67,6 +71,7 @@ class ToyModel(ModelBase):
     input_noise_std: float = 0.01  # makes the result depend on the random state (resume tests)
     nan_at_forward: int = -1  # training forward number (0-based, this process) whose objective is NaN
     sleep_per_batch_s: float = 0.0  # slows training down for the kill-and-resume test
+    mask_bce_weight: float = 0.0  # > 0: also a binary cross-entropy of sigmoid(depth) (fails on NaN input)
 
     def __post_init__(self) -> None:
         generator = torch.Generator().manual_seed(1)  # the same initial weights in every process
@@ -94,6 +99,10 @@ class ToyModel(ModelBase):
         target = batch.depth_map.permute(0, 2, 3, 1).reshape(-1, 1)
         mse = ((depth - target) ** 2).mean()
         preds = {"depth": depth, "loss_mse": mse, "loss_l1": (depth - target).abs().mean(), "objective": mse}
+        if self.mask_bce_weight > 0:
+            mask = torch.sigmoid(depth)
+            require_finite("the toy mask", mask)
+            preds["objective"] = mse + self.mask_bce_weight * F.binary_cross_entropy(mask, (target > 0.5).float())
         if evaluation_mode == EvaluationMode.TRAINING:
             if self._n_forwards == self.nan_at_forward:
                 preds["objective"] = mse * float("nan")

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar, List, Optional, Tuple
+from typing import ClassVar, Collection, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from recon_trainer.config import ConfigError
+from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.data.file_check import DataFile, without
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.data.mixing.base import MixableDataset
 
@@ -57,24 +59,23 @@ class DepthDataset(MixableDataset):
     """Base of the monocular depth datasets (not registered itself; see the module doc).
 
     Subclasses declare their path fields, defaults for `split`, `depth_cap` and `eval_metric`,
-    and implement `list_samples` (called once, in __post_init__) and `load_sample`.
+    and implement `list_samples` (called once, in __post_init__), `load_sample` and
+    `record_files`, through which the data check before training (data/file_check.py) sees the
+    files of every item; items dropped by the check are not replaced (max_images counts before).
     """
 
     PATH_FIELDS: ClassVar[Tuple[str, ...]] = ("root",)
 
     root: str = ""  # the dataset's folder as distributed (relative: joined to the data source's data_root)
-    split: str = "test"  # which images (each dataset documents its splits)
+    split: str = "test"  # which images (each dataset lists its splits)
     max_images: int = 0  # only the first N images of the split (in sorted order); 0: all
     training_crop: int = 0  # > 0: training items (resize the shorter side, random square crop, flip); 0: evaluation
     random_flip: bool = True  # with training_crop: flip horizontally with probability 1/2
     depth_cap: float = 0.0  # evaluation: depths at or beyond this are invalid and clamp the prediction; 0: none
-    eval_metric: str = "absrel"  # delta1.25 (% of pixels with max(d/d*, d*/d) > 1.25), absrel or whdr
+    eval_metric: str = choice_field("absrel", EVAL_METRICS)  # delta1.25 (% with max(d/d*, d*/d) > 1.25), absrel or whdr
 
     def __post_init__(self) -> None:
-        if self.eval_metric not in EVAL_METRICS:
-            raise ConfigError(
-                f"{type(self).__name__}.eval_metric={self.eval_metric!r}: expected one of {', '.join(EVAL_METRICS)}"
-            )
+        check_choices(self)  # the fields declared with choice_field, here and in the subclass
         if self.training_crop < 0 or self.max_images < 0:
             raise ConfigError(f"{type(self).__name__}: training_crop and max_images must be >= 0")
         records = self.list_samples()
@@ -89,7 +90,19 @@ class DepthDataset(MixableDataset):
 
     @abc.abstractmethod
     def load_sample(self, record: object) -> DepthSample:
-        """Read one record from disk; a malformed file raises ValueError naming it."""
+        """Read one record from disk; a malformed file raises DataFileError naming it."""
+
+    def record_files(self, record: object) -> Sequence[DataFile]:
+        """The files load_sample reads for `record`; the default () leaves the items unchecked."""
+        return ()
+
+    def item_files(self, index: int) -> Sequence[DataFile]:
+        """The files item `index` reads (CheckableDataset)."""
+        return self.record_files(self._records[index])
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these items (CheckableDataset)."""
+        self._records = without(self._records, indices)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -24,8 +24,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.depth.image_files import read_rgb
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 ANNOTATION_FILES = {"test": "DIW_test.csv", "train": "DIW_train_val.csv"}
 RELATIONS = {"<": -1, ">": 1}
@@ -37,13 +40,11 @@ Annotation = Tuple[int, int, int, int, int, int, int]  # y_A, x_A, y_B, x_B (1-b
 class DIW(DepthDataset):
     """DIW images with ordinal pairs (no dense depth); records are (image path, [annotations])."""
 
-    split: str = "test"  # test (DIW_test.csv) or train (DIW_train_val.csv)
+    split: str = choice_field("test", ANNOTATION_FILES)  # test (DIW_test.csv) or train (DIW_train_val.csv)
     depth_cap: float = 0.0  # no depth
     eval_metric: str = "whdr"
 
     def list_samples(self) -> List[Tuple[str, List[Annotation]]]:
-        if self.split not in ANNOTATION_FILES:
-            raise ConfigError(f"DIW.split={self.split!r}: expected one of {', '.join(ANNOTATION_FILES)}")
         csv_path = os.path.join(self.root, "DIW_Annotations", ANNOTATION_FILES[self.split])
         grouped: Dict[str, List[Annotation]] = {}
         for image, annotation in read_annotations(csv_path):
@@ -55,6 +56,9 @@ class DIW(DepthDataset):
                 raise ConfigError(f"DIW: image {path!r} listed in {csv_path!r} not found")
             records.append((path, image_annotations))
         return records
+
+    def record_files(self, record: Tuple[str, List[Annotation]]) -> Tuple[DataFile, ...]:
+        return (DataFile(record[0], "image"),)  # JPEG content named .thumb
 
     def load_sample(self, record: Tuple[str, List[Annotation]]) -> DepthSample:
         path, image_annotations = record
@@ -75,7 +79,7 @@ def read_annotations(path: str) -> List[Tuple[str, Annotation]]:
     with open(path) as f:
         lines = [(number, line.strip()) for number, line in enumerate(f, start=1) if line.strip()]
     if len(lines) % 2:
-        raise ValueError(f"DIW: {path} has {len(lines)} non-empty lines, expected pairs of (image path, point pair)")
+        raise DataFileError(f"DIW: {path} has {len(lines)} non-empty lines, expected pairs of (image path, point pair)")
     records = []
     for (_, image), (number, line) in zip(lines[0::2], lines[1::2]):
         fields = line.split(",")
@@ -86,7 +90,7 @@ def read_annotations(path: str) -> List[Tuple[str, Annotation]]:
             if not (1 <= min(x_a, x_b) and max(x_a, x_b) <= width and 1 <= min(y_a, y_b) and max(y_a, y_b) <= height):
                 raise ValueError
         except ValueError:
-            raise ValueError(
+            raise DataFileError(
                 f"DIW: {path}:{number}: {line!r}, expected 'y_A,x_A,y_B,x_B,<or>,W,H' with 1-based pixels inside W x H"
             ) from None
         records.append((image, (y_a, x_a, y_b, x_b, RELATIONS[fields[4]], width, height)))

@@ -17,8 +17,11 @@ import numpy as np
 from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.depth.image_files import read_rgb
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 from recon_trainer.data.depth.sintel import select_scenes
 
 if TYPE_CHECKING:
@@ -32,14 +35,12 @@ DEPTH_DIR = os.path.join("ground_truth_depth", "dslr_images")
 class ETH3D(DepthDataset):
     """ETH3D DSLR images with depth; records are (image path, depth path, scene)."""
 
-    split: str = "test"  # test: every image of every scene (the only split)
+    split: str = choice_field("test", ("test",))  # test: every image of every scene (the only split)
     scenes: Tuple[str, ...] = ()  # only these scenes; (): every scene folder under root
     depth_cap: float = 72.0  # metres
     eval_metric: str = "absrel"
 
     def list_samples(self) -> List[Tuple[str, str, str]]:
-        if self.split != "test":
-            raise ConfigError(f"ETH3D.split={self.split!r}: expected 'test' (all images)")
         if not os.path.isdir(self.root):
             raise ConfigError(f"ETH3D: root folder {self.root!r} not found")
         records = []
@@ -55,6 +56,9 @@ class ETH3D(DepthDataset):
                 records.append((os.path.join(image_dir, name), depth_path, scene))
         return records
 
+    def record_files(self, record: Tuple[str, str, str]) -> Tuple[DataFile, ...]:
+        return DataFile(record[0], "image"), DataFile(record[1], "file")  # the depth file is raw float32
+
     def load_sample(self, record: Tuple[str, str, str]) -> DepthSample:
         image_path, depth_path, scene = record
         rgb = read_rgb(image_path)
@@ -63,12 +67,14 @@ class ETH3D(DepthDataset):
 
 
 def read_raw_depth(path: str, size_hw: Tuple[int, int]) -> np.ndarray:
-    """(H, W) float32 from a raw little-endian float32 file; ValueError naming the file when its
+    """(H, W) float32 from a raw little-endian float32 file; DataFileError naming the file when its
     byte count is not 4 * H * W."""
     expected = 4 * size_hw[0] * size_hw[1]
     found = os.path.getsize(path)
     if found != expected:
-        raise ValueError(f"ETH3D: {path!r} has {found} bytes, expected {expected} (float32, {size_hw[1]}x{size_hw[0]})")
+        raise DataFileError(
+            f"ETH3D: {path!r} has {found} bytes, expected {expected} (float32, {size_hw[1]}x{size_hw[0]})"
+        )
     return np.fromfile(path, dtype="<f4").reshape(size_hw).astype(np.float32)
 
 

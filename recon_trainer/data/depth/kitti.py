@@ -20,8 +20,11 @@ import numpy as np
 from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.depth.image_files import read_rgb, read_uint16_png
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
@@ -43,20 +46,13 @@ class KITTI(DepthDataset):
 
     raw_root: str = ""  # KITTI raw data folder holding <date>/<date>_drive_<NNNN>_sync
     depth_root: str = ""  # depth benchmark folder holding train/ and val/
-    split: str = "val"  # depth benchmark folder: val or train
-    camera: str = "image_02"  # image_02 (left colour) or image_03 (right colour)
-    depth_kind: str = "velodyne_raw"  # velodyne_raw (projected scans) or groundtruth (annotated maps)
+    split: str = choice_field("val", SPLITS)  # depth benchmark folder: val or train
+    camera: str = choice_field("image_02", CAMERAS)  # image_02 (left colour) or image_03 (right colour)
+    depth_kind: str = choice_field("velodyne_raw", DEPTH_KINDS)  # velodyne_raw (projected scans) or groundtruth
     depth_cap: float = 80.0  # metres
     eval_metric: str = "delta1.25"
 
     def list_samples(self) -> List[Tuple[str, str, str]]:
-        for field, value, choices in (
-            ("split", self.split, SPLITS),
-            ("camera", self.camera, CAMERAS),
-            ("depth_kind", self.depth_kind, DEPTH_KINDS),
-        ):
-            if value not in choices:
-                raise ConfigError(f"KITTI.{field}={value!r}: expected one of {', '.join(choices)}")
         split_dir = os.path.join(self.depth_root, self.split)
         if not os.path.isdir(split_dir):
             raise ConfigError(f"KITTI: depth benchmark folder {split_dir!r} not found (depth_root={self.depth_root!r})")
@@ -75,12 +71,17 @@ class KITTI(DepthDataset):
             raise ConfigError(f"KITTI: no depth PNGs under {split_dir!r}/*/proj_depth/{self.depth_kind}/{self.camera}")
         return records
 
+    def record_files(self, record: Tuple[str, str, str]) -> Tuple[DataFile, ...]:
+        return DataFile(record[0]), DataFile(record[1])
+
     def load_sample(self, record: Tuple[str, str, str]) -> DepthSample:
         image_path, depth_path, drive = record
         rgb = read_rgb(image_path)
         depth = read_uint16_png(depth_path) / DEPTH_SCALE
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(f"KITTI: depth {depth_path!r} is {depth.shape}, its image {image_path!r} {rgb.shape[:2]}")
+            raise DataFileError(
+                f"KITTI: depth {depth_path!r} is {depth.shape}, its image {image_path!r} {rgb.shape[:2]}"
+            )
         return DepthSample(image=rgb, depth=depth, path=image_path, sequence=drive)
 
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 import scipy.io
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
@@ -37,8 +40,8 @@ USERBLOCK_BYTES = 512
 class NYUv2(DepthDataset):
     """The labelled NYUv2 images of one split; records are 0-based indices into the .mat arrays."""
 
-    split: str = "test"  # test (654 images, splits.mat testNdxs) or train (795, trainNdxs)
-    depth_key: str = "rawDepths"  # rawDepths (sensor depth, 0 = missing; MiDaS eval) or depths (in-painted)
+    split: str = choice_field("test", SPLIT_KEYS)  # test (654 images, splits.mat testNdxs) or train (795, trainNdxs)
+    depth_key: str = choice_field("rawDepths", DEPTH_KEYS)  # rawDepths (sensor, 0 = missing) or depths (filled)
     depth_cap: float = 10.0  # metres
     eval_metric: str = "delta1.25"
 
@@ -46,11 +49,15 @@ class NYUv2(DepthDataset):
     def mat_path(self) -> str:
         return os.path.join(self.root, MAT_NAME)
 
+    def open_mat(self) -> h5py.File:
+        """The labelled .mat opened for reading; DataFileError naming it when h5py cannot open it."""
+        try:
+            return h5py.File(self.mat_path, "r")
+        except OSError as error:
+            raise DataFileError(f"NYUv2: {self.mat_path!r} is not a MATLAB v7.3 (HDF5) file h5py can open "
+                                f"({error})") from error
+
     def list_samples(self) -> List[int]:
-        if self.split not in SPLIT_KEYS:
-            raise ConfigError(f"NYUv2.split={self.split!r}: expected one of {', '.join(SPLIT_KEYS)}")
-        if self.depth_key not in DEPTH_KEYS:
-            raise ConfigError(f"NYUv2.depth_key={self.depth_key!r}: expected one of {', '.join(DEPTH_KEYS)}")
         splits_path = os.path.join(self.root, SPLITS_NAME)
         for path in (self.mat_path, splits_path):
             if not os.path.isfile(path):
@@ -59,25 +66,28 @@ class NYUv2(DepthDataset):
         splits = scipy.io.loadmat(splits_path)
         if key not in splits:
             found = sorted(k for k in splits if not k.startswith("__"))
-            raise ValueError(f"NYUv2: {splits_path!r} has no {key!r} (found {found})")
+            raise DataFileError(f"NYUv2: {splits_path!r} has no {key!r} (found {found})")
         one_based = np.asarray(splits[key]).ravel()
         if not np.all(one_based == np.round(one_based)):
-            raise ValueError(f"NYUv2: {splits_path!r} {key} holds non-integer indices")
-        with h5py.File(self.mat_path, "r") as mat:
+            raise DataFileError(f"NYUv2: {splits_path!r} {key} holds non-integer indices")
+        with self.open_mat() as mat:
             for name in ("images", self.depth_key):
                 if name not in mat:
-                    raise ValueError(f"NYUv2: {self.mat_path!r} has no dataset {name!r}")
+                    raise DataFileError(f"NYUv2: {self.mat_path!r} has no dataset {name!r}")
             count = mat["images"].shape[0]
         indices = sorted(int(i) - 1 for i in one_based)
         if indices and (indices[0] < 0 or indices[-1] >= count):
-            raise ValueError(f"NYUv2: {splits_path!r} {key} has indices outside 1..{count} ({self.mat_path!r})")
+            raise DataFileError(f"NYUv2: {splits_path!r} {key} has indices outside 1..{count} ({self.mat_path!r})")
         return indices
 
+    def record_files(self, record: int) -> Tuple[DataFile, ...]:
+        return (DataFile(self.mat_path, "hdf5"),)  # one file for every image
+
     def load_sample(self, record: int) -> DepthSample:
-        with h5py.File(self.mat_path, "r") as mat:
+        with self.open_mat() as mat:
             image, depth = mat["images"][record], mat[self.depth_key][record]
         if image.ndim != 3 or image.shape[0] != 3 or depth.shape != image.shape[1:]:
-            raise ValueError(
+            raise DataFileError(
                 f"NYUv2: {self.mat_path!r} images[{record}] is {image.shape} and {self.depth_key}[{record}] "
                 f"{depth.shape}, expected (3, W, H) and (W, H)"
             )

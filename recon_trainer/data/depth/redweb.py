@@ -18,8 +18,11 @@ from typing import List, Tuple
 import numpy as np
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.depth.image_files import open_image, read_rgb
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 SPLITS = ("all", "train", "val")
 
@@ -28,14 +31,12 @@ SPLITS = ("all", "train", "val")
 class ReDWeb(DepthDataset):
     """ReDWeb_V1 images with 8-bit relative depth as disparity; records are (image path, RD path)."""
 
-    split: str = "all"  # all, train or val (every val_every-th image in sorted order is val)
+    split: str = choice_field("all", SPLITS)  # all, train or val (every val_every-th image in sorted order is val)
     val_every: int = 10  # one image in val_every is in the val split
     depth_cap: float = 0.0  # no metric depth
     eval_metric: str = "absrel"
 
     def list_samples(self) -> List[Tuple[str, str]]:
-        if self.split not in SPLITS:
-            raise ConfigError(f"ReDWeb.split={self.split!r}: expected one of {', '.join(SPLITS)}")
         if self.val_every < 1:
             raise ConfigError(f"ReDWeb.val_every={self.val_every}: expected >= 1")
         image_dir, rd_dir = os.path.join(self.root, "Imgs"), os.path.join(self.root, "RDs")
@@ -54,15 +55,18 @@ class ReDWeb(DepthDataset):
             records.append((os.path.join(image_dir, name), rd_path))
         return records
 
+    def record_files(self, record: Tuple[str, str]) -> Tuple[DataFile, ...]:
+        return tuple(DataFile(path) for path in record)
+
     def load_sample(self, record: Tuple[str, str]) -> DepthSample:
         image_path, rd_path = record
         image = read_rgb(image_path)
         with open_image(rd_path) as rd_image:
             if rd_image.mode not in ("L", "LA", "RGB", "RGBA"):
-                raise ValueError(f"ReDWeb: {rd_path!r} has PIL mode {rd_image.mode!r}, expected an 8-bit PNG")
+                raise DataFileError(f"ReDWeb: {rd_path!r} has PIL mode {rd_image.mode!r}, expected an 8-bit PNG")
             rd = np.asarray(rd_image)
         rd = rd[..., 0] if rd.ndim == 3 else rd
         if rd.shape != image.shape[:2]:
-            raise ValueError(f"ReDWeb: {rd_path!r} is {rd.shape}, expected the image size {image.shape[:2]}")
+            raise DataFileError(f"ReDWeb: {rd_path!r} is {rd.shape}, expected the image size {image.shape[:2]}")
         return DepthSample(image=image, path=image_path, disparity=rd.astype(np.float32))
 

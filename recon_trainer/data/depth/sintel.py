@@ -18,8 +18,11 @@ import numpy as np
 from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
-from recon_trainer.data.depth.image_files import read_rgb
+from recon_trainer.data.depth.image_files import open_image, read_rgb
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
@@ -32,7 +35,7 @@ DPT_HEADER = np.dtype([("tag", "<f4"), ("width", "<i4"), ("height", "<i4")])
 class Sintel(DepthDataset):
     """Sintel depth frames; records are (image, .dpt, occlusion PNG or "", scene)."""
 
-    split: str = "test"  # test: every frame of the training scenes (the only split)
+    split: str = choice_field("test", ("test",))  # test: every frame of the training scenes (the only split)
     scenes: Tuple[str, ...] = ()  # only these scenes; (): every scene under depth/
     image_folder: str = "final_left"  # final_left or clean_left (the render pass)
     use_occlusions: bool = True  # mask out the pixels occlusions/ marks as occluded
@@ -40,8 +43,6 @@ class Sintel(DepthDataset):
     eval_metric: str = "absrel"
 
     def list_samples(self) -> List[Tuple[str, str, str, str]]:
-        if self.split != "test":
-            raise ConfigError(f"Sintel.split={self.split!r}: expected 'test' (all frames)")
         folders = [self.image_folder, "depth"] + (["occlusions"] if self.use_occlusions else [])
         for folder in folders:
             if not os.path.isdir(os.path.join(self.root, folder)):
@@ -59,17 +60,20 @@ class Sintel(DepthDataset):
                 records.append((image, os.path.join(depth_dir, name), occlusion, scene))
         return records
 
+    def record_files(self, record: Tuple[str, str, str, str]) -> Tuple[DataFile, ...]:
+        return tuple(DataFile(path) for path in record[:3] if path)
+
     def load_sample(self, record: Tuple[str, str, str, str]) -> DepthSample:
         image_path, depth_path, occlusion_path, scene = record
         rgb = read_rgb(image_path)
         depth = read_dpt(depth_path)
         mask = None
         if occlusion_path:
-            with Image.open(occlusion_path) as image:
+            with open_image(occlusion_path) as image:
                 mask = np.asarray(image.convert("L")) < 128
         for name, array in ((depth_path, depth), (occlusion_path, mask)):
             if array is not None and array.shape != rgb.shape[:2]:
-                raise ValueError(f"Sintel: {name!r} is {array.shape}, its image {image_path!r} {rgb.shape[:2]}")
+                raise DataFileError(f"Sintel: {name!r} is {array.shape}, its image {image_path!r} {rgb.shape[:2]}")
         return DepthSample(image=rgb, depth=depth, mask=mask, path=image_path, sequence=scene)
 
 
@@ -83,19 +87,29 @@ def select_scenes(folder: str, scenes: Sequence[str], owner: str) -> List[str]:
     return sorted(scenes)
 
 
-def read_dpt(path: str) -> np.ndarray:
-    """(H, W) float32 depth from a Sintel .dpt file; ValueError naming the file when malformed."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < DPT_HEADER.itemsize:
-        raise ValueError(f"{path!r}: {len(data)} bytes, too short for a .dpt header ({DPT_HEADER.itemsize} bytes)")
-    header = np.frombuffer(data, DPT_HEADER, count=1)[0]
-    if header["tag"] != np.float32(DPT_TAG):
-        raise ValueError(f"{path!r}: .dpt tag {float(header['tag'])!r} found, {DPT_TAG} expected")
-    width, height = int(header["width"]), int(header["height"])
+def dpt_shape(header: bytes, n_bytes: int) -> Tuple[int, int]:
+    """(height, width) of a .dpt file from its first bytes (at least the 12-byte header) and its
+    size in bytes; ValueError saying what is wrong when the tag or the size does not match."""
+    if n_bytes < DPT_HEADER.itemsize or len(header) < DPT_HEADER.itemsize:
+        raise ValueError(f"{n_bytes} bytes, too short for a .dpt header ({DPT_HEADER.itemsize} bytes)")
+    fields = np.frombuffer(header, DPT_HEADER, count=1)[0]
+    if fields["tag"] != np.float32(DPT_TAG):
+        raise ValueError(f".dpt tag {float(fields['tag'])!r} found, {DPT_TAG} expected")
+    width, height = int(fields["width"]), int(fields["height"])
     expected = DPT_HEADER.itemsize + 4 * width * height
-    if width <= 0 or height <= 0 or len(data) != expected:
-        raise ValueError(f"{path!r}: {len(data)} bytes for a {width}x{height} .dpt, expected {expected}")
+    if width <= 0 or height <= 0 or n_bytes != expected:
+        raise ValueError(f"{n_bytes} bytes for a {width}x{height} .dpt, expected {expected}")
+    return height, width
+
+
+def read_dpt(path: str) -> np.ndarray:
+    """(H, W) float32 depth from a Sintel .dpt file; DataFileError naming the file when malformed."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        height, width = dpt_shape(data, len(data))
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"{path!r}: {error}") from None
     return np.frombuffer(data, "<f4", offset=DPT_HEADER.itemsize).reshape(height, width).astype(np.float32)
 
 

@@ -20,8 +20,11 @@ from typing import List, Tuple
 import numpy as np
 
 from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import choice_field
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.depth.image_files import read_rgb, read_uint16_png
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.errors import DataFileError
 
 DEPTH_SCALE = 5000.0  # PNG value per metre
 
@@ -30,14 +33,12 @@ DEPTH_SCALE = 5000.0  # PNG value per metre
 class TUM(DepthDataset):
     """One TUM RGB-D sequence; records are (rgb path, depth path)."""
 
-    split: str = "test"  # test: every associated frame
+    split: str = choice_field("test", ("test",))  # test: every associated frame (the only split)
     max_time_difference: float = 0.02  # seconds; an image and a depth map farther apart are never paired
     depth_cap: float = 10.0  # metres
     eval_metric: str = "delta1.25"
 
     def list_samples(self) -> List[Tuple[str, str]]:
-        if self.split != "test":
-            raise ConfigError(f"TUM.split={self.split!r}: expected 'test'")
         rgb = read_timestamps(os.path.join(self.root, "rgb.txt"))
         depth = read_timestamps(os.path.join(self.root, "depth.txt"))
         pairs = associate([t for t, _ in rgb], [t for t, _ in depth], self.max_time_difference)
@@ -50,12 +51,15 @@ class TUM(DepthDataset):
             records.append((rgb_path, depth_path))
         return records
 
+    def record_files(self, record: Tuple[str, str]) -> Tuple[DataFile, ...]:
+        return tuple(DataFile(path) for path in record)
+
     def load_sample(self, record: Tuple[str, str]) -> DepthSample:
         rgb_path, depth_path = record
         image = read_rgb(rgb_path)
         depth = read_uint16_png(depth_path) / DEPTH_SCALE
         if depth.shape != image.shape[:2]:
-            raise ValueError(f"TUM: {depth_path!r} is {depth.shape}, expected the image size {image.shape[:2]}")
+            raise DataFileError(f"TUM: {depth_path!r} is {depth.shape}, expected the image size {image.shape[:2]}")
         sequence = os.path.basename(os.path.normpath(self.root))
         return DepthSample(image=image, path=rgb_path, sequence=sequence, depth=depth)
 
@@ -76,7 +80,7 @@ def read_timestamps(path: str) -> List[Tuple[float, str]]:
                     raise ValueError
                 entries.append((float(fields[0]), fields[1]))
             except ValueError:
-                raise ValueError(f"TUM: {path}:{number}: {line!r}, expected 'timestamp path'") from None
+                raise DataFileError(f"TUM: {path}:{number}: {line!r}, expected 'timestamp path'") from None
     return entries
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import abc
 import bisect
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
-import torch
 from torch.utils.data import Dataset
+
+from recon_trainer.data.mixing.permutation import LazyPermutation
 
 Index = Union[int, Tuple[int, int]]
 
@@ -51,7 +52,8 @@ class MixtureNode(Dataset, abc.ABC):
 class ResizedDataset(MixtureNode):
     """`n @ dataset`: n items; item i is perm[i % len(dataset)] for a permutation of the dataset
     drawn from the epoch seed, so it subsamples (n < len) or repeats (n > len) the dataset and
-    draws other items in another epoch."""
+    draws other items in another epoch. The permutation is lazy: memory does not grow with n
+    or with the length of the dataset."""
 
     def __init__(self, n: int, dataset: Any) -> None:
         if type(n) is not int or n < 1:
@@ -59,7 +61,6 @@ class ResizedDataset(MixtureNode):
         if len(dataset) == 0:
             raise ValueError(f"ResizedDataset: {label_of(dataset)} is empty")
         self.n, self.dataset = n, dataset
-        self._permutation: Optional[Tuple[int, torch.Tensor]] = None  # (seed, permutation) of the last seed
 
     def __len__(self) -> int:
         return self.n
@@ -67,17 +68,14 @@ class ResizedDataset(MixtureNode):
     def label(self) -> str:
         return label_of(self.dataset)
 
-    def permutation(self, seed: int) -> torch.Tensor:
-        """(len(dataset),) int64: the order of the dataset's items in the epoch with this seed."""
-        if self._permutation is None or self._permutation[0] != seed:
-            generator = torch.Generator().manual_seed(seed)
-            self._permutation = (seed, torch.randperm(len(self.dataset), generator=generator))
-        return self._permutation[1]
+    def permutation(self, seed: int) -> LazyPermutation:
+        """The order of the dataset's items in the epoch with this seed (indexable, len(dataset))."""
+        return LazyPermutation(len(self.dataset), seed)
 
     def __getitem__(self, index: Index) -> Any:
         position, seed = self._position(index)
         permutation = self.permutation(seed)
-        return self._fetch(self.dataset, int(permutation[position % len(permutation)]), seed)
+        return self._fetch(self.dataset, permutation[position % len(permutation)], seed)
 
 
 class RepeatedDataset(MixtureNode):

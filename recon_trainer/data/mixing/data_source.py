@@ -7,11 +7,19 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from torch.utils.data import DataLoader
 
 from recon_trainer.config import ConfigError, registry
-from recon_trainer.config.errors import did_you_mean
-from recon_trainer.data.data_source import DataLoaderMap, DatasetMap, DataSourceBase
+from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.data.data_source import SPLITS, DataLoaderMap, DatasetMap, DataSourceBase
+from recon_trainer.data.file_check import check_split_files
 from recon_trainer.data.frame_data import collate
 from recon_trainer.data.mixing.combinators import ConcatDataset
-from recon_trainer.data.mixing.expression import build_mixture, parse_mixture, top_level_terms
+from recon_trainer.data.mixing.expression import (
+    MAX_ITEMS,
+    MAX_ITEMS_TEXT,
+    assemble_mixture,
+    build_leaves,
+    top_level_terms,
+    validate_mixture,
+)
 from recon_trainer.data.mixing.sampler import MixingBatchSampler
 
 MIXING_MODES = ("concat", "equal", "weighted")
@@ -26,31 +34,38 @@ class MixtureDataSource(DataSourceBase):
     Train batches (MixingBatchSampler) hold the components in fixed shares: `concat` in proportion
     to their lengths (uniform over the concatenation), `equal` the same number from each (MiDaS's
     naive mixing), `weighted` in proportion to `weights`. Val and test go through in order.
+
+    Construction checks the expressions (syntax, dataset names, keywords, sizes); building the
+    datasets first checks the files of every split's datasets (data/file_check.py), before the
+    combinators and loaders are made.
     """
 
     data_root: str = ""  # relative dataset paths in the expressions are joined to it; "": as written
     train: str = ""  # mixing expression of the train split; "": no train split
     val: str = ""  # mixing expression of the val split; "": no val split
     test: str = ""  # mixing expression of the test split; "": no test split
-    mixing: str = "concat"  # train shares per batch: concat (by length), equal (per term) or weighted (by weights)
+    # train shares per batch: concat (by length), equal (per term) or weighted (by weights)
+    mixing: str = choice_field("concat", MIXING_MODES)
     weights: Tuple[float, ...] = ()  # mixing=weighted: one positive weight per top-level term of `train`
     batch_size: int = 8  # train items per batch
     batches_per_epoch: int = 0  # train batches per epoch; 0: len(train) // batch_size (at least 1)
     num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
     eval_batch_size: int = 1  # val and test items per batch (items of different sizes need 1)
+    skip_unreadable: bool = False  # skip (and count) items whose files fail the check instead of stopping
+    check_files: bool = True  # check every split's files (headers) before training
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        if self.mixing not in MIXING_MODES:
-            raise ConfigError(f"{name}.mixing={self.mixing!r}{did_you_mean(self.mixing, MIXING_MODES) or ':'} "
-                              f"expected one of {', '.join(MIXING_MODES)}")
+        check_choices(self)
         for key in ("batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name}.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("batches_per_epoch", "num_workers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{name}.{key} must be >= 0, got {getattr(self, key)}")
-        terms = {split: self._terms(split) for split in ("train", "val", "test")}  # syntax errors now
+        if self.batches_per_epoch > MAX_ITEMS:
+            raise ConfigError(f"{name}.batches_per_epoch={self.batches_per_epoch}: above the maximum {MAX_ITEMS_TEXT}")
+        terms = {split: self._terms(split) for split in SPLITS}  # syntax, names and keywords: errors now
         weights = [float(w) for w in self.weights]
         if self.mixing != "weighted":
             if weights:
@@ -64,19 +79,20 @@ class MixtureDataSource(DataSourceBase):
 
     def _terms(self, split: str) -> Tuple:
         text = getattr(self, split)
-        return top_level_terms(parse_mixture(text)) if text.strip() else ()
+        return top_level_terms(validate_mixture(text)) if text.strip() else ()
 
     def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
-        datasets = DatasetMap(**{split: self._dataset(getattr(self, split)) for split in ("train", "val", "test")})
+        texts = {split: getattr(self, split) for split in SPLITS if getattr(self, split).strip()}
+        leaves = {split: build_leaves(text, self.data_root) for split, text in texts.items()}
+        if self.check_files:
+            check_split_files(leaves, self.skip_unreadable, f"data_source_{type(self).__name__}_args")
+        datasets = DatasetMap(**{split: assemble_mixture(text, leaves[split]) for split, text in texts.items()})
         loaders = DataLoaderMap(
             train=self._train_loader(datasets.train),
             val=self._eval_loader(datasets.val),
             test=self._eval_loader(datasets.test),
         )
         return datasets, loaders
-
-    def _dataset(self, text: str) -> Optional[ConcatDataset]:
-        return build_mixture(text, self.data_root) if text.strip() else None
 
     def train_shares(self, dataset: ConcatDataset) -> List[float]:
         """Each component's share of a train batch (not normalised)."""

@@ -19,12 +19,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from recon_trainer.config import ConfigError, expand_args_fields, get_default_args, registry
+from recon_trainer.config.choices import choice_fields
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.data.mixing.base import MixableDataset
 from recon_trainer.data.mixing.combinators import ConcatDataset, RepeatedDataset, ResizedDataset
@@ -77,6 +78,12 @@ _DESCRIPTIONS = {ast.Attribute: "attribute access", ast.Subscript: "subscripting
                  ast.NamedExpr: "an assignment", ast.UnaryOp: "a unary operator",
                  ast.ListComp: "a comprehension", ast.GeneratorExp: "a generator"}
 _EXPECTED = "expected terms like 'N @ Dataset(key=value, ...)' or 'k * Dataset(...)' joined by '+'"
+# The most items a count or any part of an expression may have. 10**12 items is centuries of
+# training at thousands of items per second, so no real mixture comes near it, while it keeps every
+# length, offset and index far inside int64 (torch, len(), DataLoader) and exact in float64
+# (below 2**53), and a permutation domain (data/mixing/permutation.py) at 40 bits.
+MAX_ITEMS = 10**12
+MAX_ITEMS_TEXT = "10**12"  # MAX_ITEMS as messages write it
 
 
 class _Parser:
@@ -140,6 +147,8 @@ class _Parser:
         value = ast.literal_eval(node.left)
         if type(value) is not int or value < 1:
             raise self.error(f"the count before {symbol!r} must be a positive integer, got {value!r}", node.left)
+        if value > MAX_ITEMS:
+            raise self.error(f"the count before {symbol!r} is {value}, above the maximum {MAX_ITEMS_TEXT}", node.left)
         return value
 
     def call(self, node: ast.Call, text: str) -> DatasetCall:
@@ -187,26 +196,74 @@ def build_mixture(text: str, data_root: str = "") -> ConcatDataset:
     """The datasets of `text`, one ConcatDataset component per top-level term.
 
     Relative values of each dataset's PATH_FIELDS (given or default) are joined to `data_root`
-    when it is not empty.
+    when it is not empty. In two steps, so that items can be dropped in between (the data check
+    before training): `build_leaves`, then `assemble_mixture`.
     """
+    return assemble_mixture(text, build_leaves(text, data_root))
+
+
+def validate_mixture(text: str) -> Node:
+    """The tree of `text` once every dataset name, keyword and value type in it is checked
+    (ConfigError with the closest valid name and the choices); nothing is built or read."""
     parser = _Parser(text)
-    terms = top_level_terms(parser.parse())
-    return ConcatDataset([_build(term, data_root, parser.source) for term in terms])
+    tree = parser.parse()
+    for call in _calls(tree):
+        dataset_arguments(call, "", parser.source)
+    return tree
 
 
-def _build(node: Node, data_root: str, source: str):
+def build_leaves(text: str, data_root: str = "") -> List[MixableDataset]:
+    """The datasets named in `text` (the leaves of its tree), built in written order."""
+    parser = _Parser(text)
+    return [make_dataset(call, data_root, parser.source) for call in _calls(parser.parse())]
+
+
+def assemble_mixture(text: str, leaves: Sequence[Any]) -> ConcatDataset:
+    """The combinators of `text` over `leaves` (build_leaves' datasets, in the same order), one
+    ConcatDataset component per top-level term. A part of the expression whose length would be
+    above MAX_ITEMS is a ConfigError quoting the expression and the part."""
+    parser = _Parser(text)
+    remaining = iter(leaves)
+
+    def sized(size: int, piece: str) -> None:
+        if size > MAX_ITEMS:
+            raise ConfigError(f"mixing expression {parser.source!r}: {piece!r} would have {size} items, above the "
+                              f"maximum {MAX_ITEMS_TEXT}")
+
+    def concat(nodes: Sequence[Node], piece: str) -> ConcatDataset:
+        children = [build(node) for node in nodes]
+        sized(sum(len(child) for child in children), piece)
+        return ConcatDataset(children)
+
+    def build(node: Node) -> Any:
+        if isinstance(node, DatasetCall):
+            return next(remaining)
+        if isinstance(node, Resized):
+            return ResizedDataset(node.n, build(node.child))
+        if isinstance(node, Repeated):
+            child = build(node.child)
+            sized(node.k * len(child), node.text)
+            return RepeatedDataset(node.k, child)
+        return concat(node.children, node.text)
+
+    return concat(top_level_terms(parser.parse()), parser.source)
+
+
+def _calls(node: Node) -> Iterator[DatasetCall]:
+    """The DatasetCall leaves of a tree, in written order."""
     if isinstance(node, DatasetCall):
-        return make_dataset(node, data_root, source)
-    if isinstance(node, Resized):
-        return ResizedDataset(node.n, _build(node.child, data_root, source))
-    if isinstance(node, Repeated):
-        return RepeatedDataset(node.k, _build(node.child, data_root, source))
-    return ConcatDataset([_build(child, data_root, source) for child in node.children])
+        yield node
+    elif isinstance(node, Concat):
+        for child in node.children:
+            yield from _calls(child)
+    else:
+        yield from _calls(node.child)
 
 
-def make_dataset(call: DatasetCall, data_root: str = "", source: str = "") -> MixableDataset:
-    """Instantiate one `Name(key=value, ...)` term (see build_mixture); `source` is the whole
-    expression, quoted in errors."""
+def dataset_arguments(call: DatasetCall, data_root: str = "", source: str = "") -> Tuple[type, Dict[str, Any]]:
+    """The registered class of one `Name(key=value, ...)` term and its constructor arguments: names,
+    keywords, value types and choices checked (ConfigError), relative PATH_FIELDS joined to
+    data_root; `source` is the whole expression, quoted in errors."""
     where = f"mixing expression {source or call.text!r}"
     cls = registry.get(MixableDataset, call.name, slot=f"{where}: dataset")
     expand_args_fields(cls)
@@ -222,11 +279,20 @@ def make_dataset(call: DatasetCall, data_root: str = "", source: str = "") -> Mi
             problem = str(error).splitlines()[0]
             raise ConfigError(f"{where}: {call.name}.{key}={value!r}: {problem}") from None
     typed = OmegaConf.to_container(config)
+    for key, choices in choice_fields(cls):
+        if key in call.kwargs and not choices.accepts(typed[key]):
+            raise ConfigError(f"{where}: {choices.message(f'{call.name}.{key}', typed[key])}")
     kwargs = {key: _as_field_value(typed[key], fields[key]) for key in call.kwargs}
     for key in cls.PATH_FIELDS:
         path = typed.get(key)
         if data_root and isinstance(path, str) and path and not os.path.isabs(path):
             kwargs[key] = os.path.join(os.path.expanduser(data_root), path)
+    return cls, kwargs
+
+
+def make_dataset(call: DatasetCall, data_root: str = "", source: str = "") -> MixableDataset:
+    """Instantiate one `Name(key=value, ...)` term (see build_mixture and dataset_arguments)."""
+    cls, kwargs = dataset_arguments(call, data_root, source)
     try:
         return cls(**kwargs)
     except Exception as error:

@@ -8,6 +8,8 @@ from typing import Iterator, List, Sequence, Tuple
 import torch
 from torch.utils.data import Sampler
 
+from recon_trainer.data.mixing.permutation import LazyPermutation, mix64
+
 
 def integer_weights(shares: Sequence[float]) -> List[int]:
     """Non-negative integers in exactly the ratio of `shares` (floats read as their decimal repr)."""
@@ -47,16 +49,20 @@ def quota_counts(weights: Sequence[int], batch_size: int, n_batches: int) -> Ite
 
 
 class _Cycle:
-    """The indices 0..size-1 in shuffled order, reshuffled after each pass."""
+    """The indices 0..size-1 in a pseudo-random order, a new one each pass; O(1) memory (the
+    order of pass p is a LazyPermutation keyed by the epoch seed, the component and p)."""
 
-    def __init__(self, size: int, generator: torch.Generator) -> None:
-        self.size, self.generator = size, generator
-        self.order: List[int] = []
+    def __init__(self, size: int, seed: int, component: int) -> None:
+        self.size, self.key = size, mix64(mix64(seed) ^ component)
+        self.drawn = 0
+        self.order = LazyPermutation(size, self.key)
 
     def next(self) -> int:
-        if not self.order:
-            self.order = torch.randperm(self.size, generator=self.generator).tolist()[::-1]
-        return self.order.pop()
+        passes, position = divmod(self.drawn, self.size)
+        if position == 0 and passes > 0:
+            self.order = LazyPermutation(self.size, mix64(self.key ^ mix64(passes)))
+        self.drawn += 1
+        return self.order[position]
 
 
 class MixingBatchSampler(Sampler):
@@ -68,7 +74,8 @@ class MixingBatchSampler(Sampler):
     within a component the items come from a shuffled permutation, reshuffled each pass; positions
     are shuffled within the batch. Each pass draws its seed from torch's global RNG, so a loop
     that seeds it per epoch gets reproducible (and resumable) epochs; the seed is also the
-    epoch_seed given to the dataset.
+    epoch_seed given to the dataset. Memory does not grow with the component sizes (the orders
+    are LazyPermutations) nor with n_batches (batches are made as they are drawn).
     """
 
     def __init__(self, component_sizes: Sequence[int], batch_size: int, n_batches: int,
@@ -98,7 +105,7 @@ class MixingBatchSampler(Sampler):
         # iterator only at its first batch, so drawing late keeps the order of draws the same.
         seed = int(torch.randint(0, 2**62, ()).item())
         generator = torch.Generator().manual_seed(seed)
-        cycles = [_Cycle(size, generator) for size in self.sizes]
+        cycles = [_Cycle(size, seed, c) if size > 0 else None for c, size in enumerate(self.sizes)]
         for counts in quota_counts(self.weights, self.batch_size, self.n_batches):
             items = [(self.offsets[c] + cycles[c].next(), seed) for c, count in enumerate(counts) for _ in range(count)]
             yield [items[k] for k in torch.randperm(len(items), generator=generator).tolist()]

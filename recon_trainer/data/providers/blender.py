@@ -17,10 +17,11 @@ The principal point is the image centre, and fx = fy = 0.5 * W / tan(0.5 * camer
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,7 +31,9 @@ from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras, cameras_from_opengl_c2w, opengl_c2w_from_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.datasets import SingleSceneDataset, with_known_source_views
+from recon_trainer.data.file_check import DataFile, FileItems
 from recon_trainer.data.frame_data import FrameData
+from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
     from recon_trainer.data.data_source import DatasetMap
@@ -41,13 +44,32 @@ SPLIT_FRAME_TYPES = {"train": "train_known", "val": "test_unseen", "test": "test
 DEPTH_SUFFIX = "_depth.npy"
 
 
-class BlenderFormatError(ValueError):
+class BlenderFormatError(DataFileError):
     """A Blender-layout dataset file is missing or malformed; the message names the file."""
 
 
 def transforms_path(base_dir: str, split: str) -> str:
     """The path of `transforms_<split>.json` in base_dir."""
     return os.path.join(base_dir, f"transforms_{split}.json")
+
+
+class BlenderFrame(NamedTuple):
+    """A frame of transforms_<split>.json before its image is read."""
+
+    index: int  # position in the JSON's "frames" list
+    frame_number: int  # unique within the sequence
+    c2w: torch.Tensor  # (4, 4) float64 camera-to-world, OpenGL axes
+    image_path: str
+
+
+@dataclasses.dataclass
+class BlenderSplit(FileItems[BlenderFrame]):
+    """One split listed before loading (the data check's view of it): each item's files are its
+    image and, when there is one, its depth .npy."""
+
+    split: str = ""
+    transforms: str = ""  # path of transforms_<split>.json
+    camera_angle_x: float = 0.0  # horizontal field of view, radians
 
 
 def read_blender_dataset_map(
@@ -58,23 +80,58 @@ def read_blender_dataset_map(
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
     n_known_frames_for_test: Optional[int] = None,
 ) -> DatasetMap:
-    """Train, val and test SingleSceneDatasets of a Blender-layout folder.
+    """Train, val and test SingleSceneDatasets of a Blender-layout folder (list, then load)."""
+    return load_blender_dataset_map(
+        list_blender_dataset(base_dir),
+        sequence_name=sequence_name,
+        downscale_factor=downscale_factor,
+        bg_color=bg_color,
+        n_known_frames_for_test=n_known_frames_for_test,
+    )
 
-    Frame numbers run over train, then val, then test, so they are unique within the sequence.
-    n_known_frames_for_test: see `single_scene_dataset_map`.
-    """
-    frames = {}
+
+def list_blender_dataset(base_dir: str) -> DatasetMap:
+    """A BlenderSplit per split, reading only the JSON files. Frame numbers run over train, then
+    val, then test, so they are unique within the sequence."""
+    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
+
+    splits = {}
     frame_number = 0
     for split in SPLITS:
-        frames[split] = read_blender_split(
-            base_dir,
-            split,
-            sequence_name=sequence_name,
-            downscale_factor=downscale_factor,
-            bg_color=bg_color,
-            first_frame_number=frame_number,
+        splits[split] = list_blender_split(base_dir, split, first_frame_number=frame_number)
+        frame_number += len(splits[split])
+    return DatasetMap(**splits)
+
+
+def list_blender_split(base_dir: str, split: str, first_frame_number: int = 0) -> BlenderSplit:
+    """The frames of `transforms_<split>.json`, checked, with the files each reads."""
+    path = transforms_path(base_dir, split)
+    meta = _read_transforms(path, base_dir)
+    frames, files = [], []
+    for index, entry in enumerate(meta["frames"]):
+        c2w, image_path = _check_frame(path, index, entry)
+        frames.append(BlenderFrame(index, first_frame_number + index, c2w, image_path))
+        depth_path = _depth_path(image_path)
+        files.append((DataFile(image_path),) + ((DataFile(depth_path),) if os.path.isfile(depth_path) else ()))
+    return BlenderSplit(frames, files, split=split, transforms=path, camera_angle_x=float(meta["camera_angle_x"]))
+
+
+def load_blender_dataset_map(
+    listing: DatasetMap,
+    *,
+    sequence_name: str,
+    downscale_factor: int = 1,
+    bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+    n_known_frames_for_test: Optional[int] = None,
+) -> DatasetMap:
+    """The SingleSceneDatasets of the BlenderSplits of `list_blender_dataset` (after the data
+    check may have dropped items). n_known_frames_for_test: see `single_scene_dataset_map`."""
+    frames = {
+        split: read_blender_split(
+            getattr(listing, split), sequence_name=sequence_name, downscale_factor=downscale_factor, bg_color=bg_color
         )
-        frame_number += len(frames[split])
+        for split in SPLITS
+    }
     return single_scene_dataset_map(**frames, n_known_frames_for_test=n_known_frames_for_test)
 
 
@@ -108,35 +165,31 @@ def single_scene_dataset_map(
 
 
 def read_blender_split(
-    base_dir: str,
-    split: str,
+    listing: BlenderSplit,
     *,
     sequence_name: str,
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
-    first_frame_number: int = 0,
 ) -> List[FrameData]:
-    """The frames of `transforms_<split>.json`, each a single-frame FrameData (see the module doc)."""
+    """The frames of a listed split, each a single-frame FrameData (see the module doc)."""
     if downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor}")
     if len(bg_color) != 3:
         raise ValueError(f"bg_color must be 3 numbers (R, G, B in [0, 1]), got {list(bg_color)}")
-    path = transforms_path(base_dir, split)
-    meta = _read_transforms(path, base_dir)
+    path = listing.transforms
     loaded = []
-    for index, entry in enumerate(meta["frames"]):
-        c2w, image_path = _check_frame(path, index, entry)
-        rgba = _read_rgba(path, index, image_path)
-        depth = _read_depth(path, index, image_path, rgba.shape[:2])
-        loaded.append((c2w, image_path, *_frame_images(rgba, depth, downscale_factor, bg_color)))
-    sizes = {tuple(image_rgb.shape[1:]) for _, _, image_rgb, *_ in loaded}
+    for frame in listing.items:
+        rgba = _read_rgba(path, frame.index, frame.image_path)
+        depth = _read_depth(path, frame.index, frame.image_path, rgba.shape[:2])
+        loaded.append((frame, *_frame_images(rgba, depth, downscale_factor, bg_color)))
+    sizes = {tuple(image_rgb.shape[1:]) for _, image_rgb, *_ in loaded}
     if len(sizes) > 1:
         raise BlenderFormatError(f"{path}: the images have different sizes {sorted(sizes)}; expected one size")
     has_depth = any(depth is not None for *_, depth, _ in loaded)
     h, w = sizes.pop()
     mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
     frames = []
-    for offset, (c2w, image_path, image_rgb, fg_probability, depth, depth_mask) in enumerate(loaded):
+    for frame, image_rgb, fg_probability, depth, depth_mask in loaded:
         if has_depth and depth is None:  # a frame without a depth file: depth unknown everywhere
             depth, depth_mask = torch.zeros(1, h, w), torch.zeros(1, h, w)
         frames.append(
@@ -146,12 +199,12 @@ def read_blender_split(
                 mask_crop=mask_crop,
                 depth_map=depth,
                 depth_mask=depth_mask,
-                camera=_camera(c2w, float(meta["camera_angle_x"]), h, w),
+                camera=_camera(frame.c2w, listing.camera_angle_x, h, w),
                 image_size_hw=torch.tensor([h, w], dtype=torch.long),
-                frame_number=first_frame_number + offset,
+                frame_number=frame.frame_number,
                 sequence_name=sequence_name,
-                frame_type=SPLIT_FRAME_TYPES.get(split, "test_unseen"),
-                image_path=image_path,
+                frame_type=SPLIT_FRAME_TYPES.get(listing.split, "test_unseen"),
+                image_path=frame.image_path,
             )
         )
     return frames
@@ -216,12 +269,20 @@ def _read_rgba(path: str, index: int, image_path: str) -> np.ndarray:
         raise BlenderFormatError(f"{path}: frames[{index}]: cannot read image {image_path}: {error}") from error
 
 
+def _depth_path(image_path: str) -> str:
+    """`<image stem>_depth.npy`, the optional depth file of an image."""
+    return os.path.splitext(image_path)[0] + DEPTH_SUFFIX
+
+
 def _read_depth(path: str, index: int, image_path: str, size_hw: Tuple[int, int]) -> Optional[np.ndarray]:
     """(H, W) float32 depth from `<image stem>_depth.npy`, or None when there is no such file."""
-    depth_path = os.path.splitext(image_path)[0] + DEPTH_SUFFIX
+    depth_path = _depth_path(image_path)
     if not os.path.isfile(depth_path):
         return None
-    depth = np.load(depth_path, allow_pickle=False)
+    try:
+        depth = np.load(depth_path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BlenderFormatError(f"{path}: frames[{index}]: cannot read depth {depth_path}: {error}") from error
     if depth.shape != tuple(size_hw):
         raise BlenderFormatError(
             f"{path}: frames[{index}]: depth {depth_path} has shape {depth.shape}, "
@@ -342,15 +403,24 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind transparent pixels; NeRF's white_bkgd is 1,1,1
     n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
 
+    def __post_init__(self) -> None:
+        self._files: Optional[DatasetMap] = None
+
     def data_path(self) -> Optional[str]:
         return self.base_dir or None
 
+    def file_map(self) -> DatasetMap:
+        """The BlenderSplits (only the JSON files are read); get_dataset_map loads what they keep."""
+        if self._files is None:
+            if not self.base_dir:
+                raise ValueError("BlenderDatasetMapProvider.base_dir is empty: set it to a Blender-layout folder")
+            self._files = list_blender_dataset(self.base_dir)
+        return self._files
+
     def get_dataset_map(self) -> DatasetMap:
-        if not self.base_dir:
-            raise ValueError("BlenderDatasetMapProvider.base_dir is empty: set it to a Blender-layout folder")
         name = self.object_name or os.path.basename(os.path.normpath(self.base_dir))
-        return read_blender_dataset_map(
-            self.base_dir,
+        return load_blender_dataset_map(
+            self.file_map(),
             sequence_name=name,
             downscale_factor=self.downscale_factor,
             bg_color=tuple(self.bg_color),

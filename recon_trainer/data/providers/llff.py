@@ -26,9 +26,10 @@ Not done: NeRF's NDC ray space for forward-facing scenes (our rays stay in world
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,8 +43,10 @@ from recon_trainer.data.cameras import (
     opengl_c2w_from_cameras,
 )
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
+from recon_trainer.data.file_check import DataFile, FileItems
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.data.providers.blender import area_downscale, single_scene_dataset_map
+from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
     from recon_trainer.data.data_source import DatasetMap
@@ -52,7 +55,7 @@ POSES_BOUNDS_FILE = "poses_bounds.npy"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-class LlffFormatError(ValueError):
+class LlffFormatError(DataFileError):
     """An LLFF-layout file is missing or malformed; the message names the file."""
 
 
@@ -118,6 +121,25 @@ def normalize_scene(
     return c2w, bounds
 
 
+@dataclasses.dataclass
+class LlffListing:
+    """An LLFF folder before its images are read (the data check's view of it).
+
+    poses (N, 3, 5) and bounds (N, 2) of every row of poses_bounds.npy, float64; paths: the N
+    images of `folder`, which is images_<factor>/, or images/ downscaled by `factor` here when
+    `resize`; train and test: the image indices of each split, each item reading its image.
+    """
+
+    poses: np.ndarray
+    bounds: np.ndarray
+    factor: int
+    folder: str
+    resize: bool
+    paths: List[str]
+    train: FileItems[int]
+    test: FileItems[int]
+
+
 def read_llff_dataset_map(
     base_dir: str,
     *,
@@ -132,17 +154,61 @@ def read_llff_dataset_map(
 
     n_known_frames_for_test: see `blender.single_scene_dataset_map`.
     """
+    return load_llff_dataset_map(
+        list_llff_dataset(base_dir, downscale_factor, llffhold),
+        sequence_name=sequence_name,
+        bd_factor=bd_factor,
+        recenter=recenter,
+        n_known_frames_for_test=n_known_frames_for_test,
+    )
+
+
+def list_llff_dataset(base_dir: str, downscale_factor: int = 4, llffhold: int = 8) -> LlffListing:
+    """poses_bounds.npy and the image names, checked; image i is held out when i % llffhold == 0."""
     if downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor}")
     if llffhold < 2:
         raise ValueError(f"llffhold must be >= 2 (every llffhold-th image is held out), got {llffhold}")
+    poses, bounds = read_poses_bounds(base_dir)
+    folder = os.path.join(base_dir, "images" if downscale_factor == 1 else f"images_{downscale_factor}")
+    resize = not os.path.isdir(folder)
+    if resize:
+        print(f"LLFF: {folder} not found; downscaling {os.path.join(base_dir, 'images')} by {downscale_factor} "
+              "in memory", flush=True)
+        folder = os.path.join(base_dir, "images")
+    if not os.path.isdir(folder):
+        raise LlffFormatError(f"LLFF dataset: image folder {folder} not found (LLFF layout: images/, images_<k>/)")
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+    if len(names) != len(poses):
+        raise LlffFormatError(
+            f"{folder}: {len(names)} images but {os.path.join(base_dir, POSES_BOUNDS_FILE)} has {len(poses)} rows; "
+            "expected one image per row"
+        )
+    paths = [os.path.join(folder, name) for name in names]
+    splits = {}
+    for split in ("train", "test"):
+        indices = [i for i in range(len(paths)) if (i % llffhold == 0) == (split == "test")]
+        splits[split] = FileItems(indices, [(DataFile(paths[i]),) for i in indices])
+    return LlffListing(poses, bounds, downscale_factor, folder, resize, paths, splits["train"], splits["test"])
+
+
+def load_llff_dataset_map(
+    listing: LlffListing,
+    *,
+    sequence_name: str,
+    bd_factor: Optional[float] = 0.75,
+    recenter: bool = True,
+    n_known_frames_for_test: Optional[int] = None,
+) -> DatasetMap:
+    """The SingleSceneDatasets of the images a listing keeps (the data check may have dropped some);
+    the scene is normalised with every row of poses_bounds.npy, those of dropped images included."""
     if bd_factor is not None and bd_factor <= 0:
         raise ValueError(f"bd_factor must be > 0 or None, got {bd_factor}")
-    poses, bounds = read_poses_bounds(base_dir)
-    image_paths, images = _read_images(base_dir, downscale_factor, poses)
-    h, w = images.shape[1:3]
-    c2w, bounds = normalize_scene(llff_to_opengl_c2w(poses), bounds, bd_factor, recenter)
-    focal = poses[:, 2, 4] / downscale_factor
+    images = _read_images(listing)
+    h, w = next(iter(images.values())).shape[:2]
+    poses = listing.poses
+    c2w, bounds = normalize_scene(llff_to_opengl_c2w(poses), listing.bounds, bd_factor, recenter)
+    focal = poses[:, 2, 4] / listing.factor
     n = len(poses)
     cameras = cameras_from_opengl_c2w(
         torch.from_numpy(c2w),
@@ -158,10 +224,8 @@ def read_llff_dataset_map(
         image_size=cameras.image_size,
     )
     mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
-    splits = {"train": [], "test": []}
-    for i in range(n):
-        split = "test" if i % llffhold == 0 else "train"
-        splits[split].append(
+    splits = {
+        split: [
             FrameData(
                 image_rgb=torch.from_numpy(np.ascontiguousarray(images[i].transpose(2, 0, 1))),
                 mask_crop=mask_crop,
@@ -170,51 +234,43 @@ def read_llff_dataset_map(
                 frame_number=i,
                 sequence_name=sequence_name,
                 frame_type="test_unseen" if split == "test" else "train_known",
-                image_path=image_paths[i],
+                image_path=listing.paths[i],
                 meta={"depth_bounds": torch.from_numpy(bounds[i]).float()},
             )
-        )
+            for i in getattr(listing, split).items
+        ]
+        for split in ("train", "test")
+    }
     return single_scene_dataset_map(
         splits["train"], splits["test"], splits["test"], n_known_frames_for_test=n_known_frames_for_test
     )
 
 
-def _read_images(base_dir: str, factor: int, poses: np.ndarray) -> Tuple[List[str], np.ndarray]:
-    """The image paths and (N, h, w, 3) float32 RGB in [0, 1] at 1 / factor of the poses' size."""
-    folder = os.path.join(base_dir, "images" if factor == 1 else f"images_{factor}")
-    resize = not os.path.isdir(folder)
-    if resize:
-        print(f"LLFF: {folder} not found; downscaling {os.path.join(base_dir, 'images')} by {factor} in memory",
-              flush=True)
-        folder = os.path.join(base_dir, "images")
-    if not os.path.isdir(folder):
-        raise LlffFormatError(f"LLFF dataset: image folder {folder} not found (LLFF layout: images/, images_<k>/)")
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
-    if len(names) != len(poses):
-        raise LlffFormatError(
-            f"{folder}: {len(names)} images but {os.path.join(base_dir, POSES_BOUNDS_FILE)} has {len(poses)} rows; "
-            "expected one image per row"
-        )
-    paths = [os.path.join(folder, name) for name in names]
-    images = []
-    for path in paths:
+def _read_images(listing: LlffListing) -> Dict[int, np.ndarray]:
+    """{image index: (h, w, 3) float32 RGB in [0, 1]} of the images the listing keeps, at 1 / factor
+    of the poses' size."""
+    factor = listing.factor
+    indices = sorted(set(listing.train.items) | set(listing.test.items))
+    images = {}
+    for i in indices:
+        path = listing.paths[i]
         try:
             with Image.open(path) as image:
                 rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
         except OSError as error:
             raise LlffFormatError(f"{path}: cannot read the image: {error}") from error
-        images.append(area_downscale(rgb, factor) if resize else rgb)
-    sizes = {image.shape[:2] for image in images}
+        images[i] = area_downscale(rgb, factor) if listing.resize else rgb
+    sizes = {image.shape[:2] for image in images.values()}
     if len(sizes) > 1:
-        raise LlffFormatError(f"{folder}: the images have different sizes {sorted(sizes)}; expected one size")
+        raise LlffFormatError(f"{listing.folder}: the images have different sizes {sorted(sizes)}; expected one size")
     h, w = sizes.pop()
-    expected = poses[0, :2, 4] / factor
+    expected = listing.poses[0, :2, 4] / factor
     if abs(h - expected[0]) > 1 or abs(w - expected[1]) > 1:
         raise LlffFormatError(
-            f"{folder}: images are {h}x{w} but {POSES_BOUNDS_FILE} gives {poses[0, 0, 4]:g}x{poses[0, 1, 4]:g} "
-            f"pixels, i.e. {expected[0]:g}x{expected[1]:g} at downscale factor {factor}"
+            f"{listing.folder}: images are {h}x{w} but {POSES_BOUNDS_FILE} gives {listing.poses[0, 0, 4]:g}x"
+            f"{listing.poses[0, 1, 4]:g} pixels, i.e. {expected[0]:g}x{expected[1]:g} at downscale factor {factor}"
         )
-    return paths, np.stack(images)
+    return images
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
@@ -237,17 +293,31 @@ class LlffDatasetMapProvider(DatasetMapProviderBase):
     recenter: bool = True  # move the world so that the mean camera pose is the identity (NeRF)
     n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
 
+    def __post_init__(self) -> None:
+        self._listing: Optional[LlffListing] = None
+
     def data_path(self) -> Optional[str]:
         return self.base_dir or None
 
+    def listing(self) -> LlffListing:
+        """The folder listed (poses_bounds.npy and image names read), once."""
+        if self._listing is None:
+            if not self.base_dir:
+                raise ValueError("LlffDatasetMapProvider.base_dir is empty: set it to an LLFF-layout folder")
+            self._listing = list_llff_dataset(self.base_dir, self.downscale_factor, self.llffhold)
+        return self._listing
+
+    def file_map(self) -> DatasetMap:
+        """The held-out images are val and test (one FileItems), the others train."""
+        from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
+
+        listing = self.listing()
+        return DatasetMap(train=listing.train, val=listing.test, test=listing.test)
+
     def get_dataset_map(self) -> DatasetMap:
-        if not self.base_dir:
-            raise ValueError("LlffDatasetMapProvider.base_dir is empty: set it to an LLFF-layout folder")
-        return read_llff_dataset_map(
-            self.base_dir,
+        return load_llff_dataset_map(
+            self.listing(),
             sequence_name=self.object_name or os.path.basename(os.path.normpath(self.base_dir)),
-            downscale_factor=self.downscale_factor,
-            llffhold=self.llffhold,
             bd_factor=self.bd_factor,
             recenter=self.recenter,
             n_known_frames_for_test=self.n_known_frames_for_test,

@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from recon_trainer.config import ConfigError, ReplaceableBase, registry
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.cameras import PerspectiveCameras
 
 REDUCTION_FUNCTIONS = ("AVG", "MAX", "STD", "STD_AVG")
@@ -80,11 +81,10 @@ class _ReductionMixin:
     """Weighted reductions over the views, concatenated in the order of `reduction_functions`."""
 
     def _check_reductions(self) -> None:
-        bad = [f for f in self.reduction_functions if f not in REDUCTION_FUNCTIONS]
-        if bad or not self.reduction_functions:
+        check_choices(self)
+        if not self.reduction_functions:
             raise ConfigError(
-                f"{type(self).__name__}.reduction_functions={list(self.reduction_functions)}: expected a non-empty "
-                f"list of {REDUCTION_FUNCTIONS}"
+                f"{type(self).__name__}.reduction_functions is empty: expected a list of {', '.join(REDUCTION_FUNCTIONS)}"
             )
 
     def get_aggregated_feature_dim(self, feat_dim: int) -> int:
@@ -119,7 +119,8 @@ class IdentityFeatureAggregator(_IdentityMixin, FeatureAggregatorBase):
 class ReductionFeatureAggregator(_ReductionMixin, FeatureAggregatorBase):
     """Returns (T, P, D): mask-weighted reductions (AVG, MAX, STD, STD_AVG) over the source views."""
 
-    reduction_functions: Tuple[str, ...] = ("AVG", "STD")  # any of AVG, MAX, STD, STD_AVG (mean of the STDs)
+    # any of AVG, MAX, STD, STD_AVG (mean of the STDs)
+    reduction_functions: Tuple[str, ...] = choice_field(("AVG", "STD"), REDUCTION_FUNCTIONS)
 
     def __post_init__(self) -> None:
         self._check_reductions()
@@ -129,7 +130,8 @@ class ReductionFeatureAggregator(_ReductionMixin, FeatureAggregatorBase):
 class AngleWeightedReductionFeatureAggregator(_AngleWeightedMixin, _ReductionMixin, FeatureAggregatorBase):
     """Returns (T, P, D): reductions over the views weighted by mask x ray-angle weight."""
 
-    reduction_functions: Tuple[str, ...] = ("AVG", "STD")  # any of AVG, MAX, STD, STD_AVG (mean of the STDs)
+    # any of AVG, MAX, STD, STD_AVG (mean of the STDs)
+    reduction_functions: Tuple[str, ...] = choice_field(("AVG", "STD"), REDUCTION_FUNCTIONS)
     weight_by_ray_angle_gamma: float = 1.0  # weight = ((1 + cos angle) / 2) ** gamma; 0 disables the weighting
     min_ray_angle_weight: float = 0.1  # the weight is clamped to [this, 1]
 

@@ -6,7 +6,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from recon_trainer.config import ConfigError, Configurable
+from recon_trainer.config import Configurable
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.models.view_losses import sample_at_ndc
 
@@ -23,11 +24,10 @@ class ViewSampler(Configurable, torch.nn.Module):
     """
 
     masked_sampling: bool = False  # also weight each sample by the source view's foreground mask at the point
-    sampling_mode: str = "bilinear"  # interpolation of the feature maps: "bilinear" or "nearest"
+    sampling_mode: str = choice_field("bilinear", SAMPLING_MODES)  # feature map interpolation: bilinear or nearest
 
     def __post_init__(self) -> None:
-        if self.sampling_mode not in SAMPLING_MODES:
-            raise ConfigError(f"ViewSampler.sampling_mode={self.sampling_mode!r}: expected one of {SAMPLING_MODES}")
+        check_choices(self)
 
     def forward(
         self,

@@ -7,6 +7,7 @@
 """
 from typing import Callable, Dict, List, Sequence
 
+from recon_trainer.config.choices import Choices
 from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger, exp_dir_name
 
 
@@ -41,13 +42,12 @@ LOGGER_FACTORIES: Dict[str, Callable[[LoggerSettings], MetricLogger]] = {
     "visdom": _visdom,
     "mlflow": _mlflow,
 }
+LOGGER_NAMES = tuple(LOGGER_FACTORIES)
 
 
 def check_logger_names(names: Sequence[str], key: str = "loggers") -> None:
-    """ValueError naming the config key and the choices when a name is not a known logger."""
-    unknown = [name for name in names if name not in LOGGER_FACTORIES]
-    if unknown:
-        raise ValueError(f"{key}: unknown logger(s) {unknown}; choices: {', '.join(LOGGER_FACTORIES)}")
+    """ConfigError naming the key, each unknown name, the closest logger name and the choices."""
+    Choices(LOGGER_NAMES).check(key, names)
 
 
 def create_loggers(names: Sequence[str], settings: LoggerSettings) -> List[MetricLogger]:
@@ -56,4 +56,4 @@ def create_loggers(names: Sequence[str], settings: LoggerSettings) -> List[Metri
     return [LOGGER_FACTORIES[name](settings) for name in dict.fromkeys(names)]
 
 
-__all__ = ["LoggerSettings", "MetricLogger", "check_logger_names", "create_loggers", "exp_dir_name"]
+__all__ = ["LOGGER_NAMES", "LoggerSettings", "MetricLogger", "check_logger_names", "create_loggers", "exp_dir_name"]

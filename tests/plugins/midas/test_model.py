@@ -221,9 +221,9 @@ def test_training_input_checks(resnet_model):
     "fields, message",
     [
         ({"loss_weights": {"loss_ssi": 1.0, "loss_gradient": 0.5}}, "did you mean 'loss_grad'"),
-        ({"resize_method": "fit"}, "resize_method='fit'"),
-        ({"resize_method_by_dataset": {"KITTI": "cover"}}, "resize_method_by_dataset\\['KITTI'\\]"),
-        ({"loss_variant": "l1"}, "loss_variant"),
+        ({"resize_method": "fit"}, "bad value 'fit' for 'MidasModel.resize_method'"),
+        ({"resize_method_by_dataset": {"KITTI": "cover"}}, "bad value 'cover' for 'MidasModel.resize_method_by_dataset.KITTI'"),
+        ({"loss_variant": "l1"}, "bad value 'l1' for 'MidasModel.loss_variant'"),
         ({"trim_fraction": 1.0}, "trim_fraction"),
     ],
 )
@@ -317,7 +317,7 @@ def test_readout_modes():
     [
         ({"hooks": (0, 1, 2, 4)}, "has 4 blocks"),
         ({"hooks": (0, 2, 1, 3)}, "four increasing"),
-        ({"readout": "concat"}, "readout='concat'"),
+        ({"readout": "concat"}, "bad value 'concat' for 'ViTEncoder.readout'"),
         ({"arch": "resnet18"}, "expected a timm VisionTransformer"),
         ({"arch": "vit_small_patch8_224"}, "patch size \\(8, 8\\)"),
     ],

@@ -39,6 +39,8 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from recon_trainer.errors import DataFileError
+
 INTRINSICS_FORMATS = ("ndc_norm_image_bounds", "ndc_isotropic")
 V1_SET_NAMES = ("train_known", "train_unseen", "test_known", "test_unseen")
 V2_SET_NAMES = ("train", "val", "test")
@@ -47,7 +49,7 @@ V2_SET_NAMES = ("train", "val", "test")
 FrameRef = Tuple[str, int, Optional[str]]
 
 
-class Co3dFormatError(ValueError):
+class Co3dFormatError(DataFileError):
     """A CO3D-layout file is missing or malformed; the message names the file, entry and field."""
 
 

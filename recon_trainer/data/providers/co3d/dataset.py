@@ -15,13 +15,14 @@ import functools
 import hashlib
 import os
 import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from recon_trainer.config import ReplaceableBase, registry
 from recon_trainer.data import crop
 from recon_trainer.data.datasets import FrameDataset
+from recon_trainer.data.file_check import DataFile
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.data.providers.co3d import blobs
 from recon_trainer.data.providers.co3d.annotations import (
@@ -246,6 +247,21 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
     def frame_types(self) -> List[str]:
         return [t or "" for t in self._types]
 
+    def item_files(self, index: int) -> Tuple[DataFile, ...]:
+        """The files frame `index` reads (CheckableDataset)."""
+        return tuple(DataFile(path) for path in self._paths(self._frames[index]).values())
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these frames (CheckableDataset); eval batches are re-indexed, those whose target
+        is dropped are removed and dropped source frames leave their batches."""
+        dropped = set(indices)
+        kept = [i not in dropped for i in range(len(self._frames))]
+        new_index = {old: new for new, old in enumerate(i for i, keep in enumerate(kept) if keep)}
+        self._keep(kept)
+        if self.eval_batches is not None:
+            self.eval_batches = [[new_index[i] for i in batch if i in new_index]
+                                 for batch in self.eval_batches if batch[0] in new_index]
+
     def frame_annotation(self, index: int) -> FrameAnnotation:
         """The annotation record of frame `index` (no file is read)."""
         return self._frames[index]
@@ -257,14 +273,14 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
         if not 0 <= index < len(self._frames):
             raise IndexError(f"JsonIndexDataset: index {index} out of range 0..{len(self._frames) - 1}")
         entry = self._frames[index]
-        sequence = self._sequences[entry.sequence_name]
+        paths = self._paths(entry)
         size_hw = tuple(entry.image.size)
         out_hw = None if self.image_height is None else (self.image_height, self.image_width)
         meta: Dict[str, Any] = {"image_size_hw_original": list(size_hw)}
 
         mask = None
-        if entry.mask is not None and (self.load_masks or self.box_crop):
-            mask = self._load_checked(blobs.load_mask, entry.mask.path, size_hw, entry)
+        if "mask" in paths:
+            mask = self._load_checked(blobs.load_mask, paths["mask"], size_hw, entry)
         box = None
         if self.box_crop and mask is not None:
             bbox = crop.bbox_from_mask(mask[0], self.box_crop_mask_thr)
@@ -289,31 +305,43 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
             frame_number=torch.tensor(entry.frame_number, dtype=torch.long),
             frame_timestamp=torch.tensor(entry.frame_timestamp, dtype=torch.float32),
             sequence_name=entry.sequence_name,
-            sequence_category=sequence.category,
+            sequence_category=self._sequences[entry.sequence_name].category,
             frame_type=self._types[index] or "",
             image_path=os.path.join(self.dataset_root, entry.image.path),
             meta=meta,
         )
         fg = prepare(mask, "nearest") if mask is not None and self.load_masks else None
         frame.fg_probability = fg
-        if self.load_images:
-            image = self._load_checked(blobs.load_image, entry.image.path, size_hw, entry)
+        if "image" in paths:
+            image = self._load_checked(blobs.load_image, paths["image"], size_hw, entry)
             frame.image_rgb = prepare(image, "bilinear") * (self._fg_for("mask_images", fg, entry))
-        if self.load_depths and entry.depth is not None:
-            depth_path = os.path.join(self.dataset_root, entry.depth.path)
-            depth = prepare(blobs.load_depth(depth_path, entry.depth.scale_adjustment), "nearest")
+        if "depth" in paths:
+            depth = prepare(blobs.load_depth(paths["depth"], entry.depth.scale_adjustment), "nearest")
             frame.depth_map = depth * self._fg_for("mask_depths", fg, entry)
-            if self.load_depth_masks and entry.depth.mask_path is not None:
-                depth_mask = blobs.load_depth_mask(os.path.join(self.dataset_root, entry.depth.mask_path))
-                frame.depth_mask = prepare(depth_mask, "nearest")
+            if "depth_mask" in paths:
+                frame.depth_mask = prepare(blobs.load_depth_mask(paths["depth_mask"]), "nearest")
             else:
                 frame.depth_mask = mask_crop.clone()
         if entry.viewpoint is not None:
             camera = camera_from_viewpoint(entry.viewpoint, size_hw)
             frame.camera = crop.crop_resize_camera(camera, size_hw, box, out_hw)
-        if self.load_point_clouds and sequence.point_cloud is not None:
-            meta["sequence_point_cloud"] = self._point_cloud(sequence.point_cloud.path)
+        if "point_cloud" in paths:
+            meta["sequence_point_cloud"] = self._point_cloud(paths["point_cloud"])
         return frame
+
+    def _paths(self, entry: FrameAnnotation) -> Dict[str, str]:
+        """The files indexing reads for a frame, under dataset_root, by kind: image, mask (loaded
+        for fg_probability or the box crop), depth, depth_mask, point_cloud (the sequence's PLY)."""
+        depth = entry.depth if self.load_depths else None
+        point_cloud = self._sequences[entry.sequence_name].point_cloud if self.load_point_clouds else None
+        relative = {
+            "image": entry.image.path if self.load_images else None,
+            "mask": entry.mask.path if entry.mask is not None and (self.load_masks or self.box_crop) else None,
+            "depth": None if depth is None else depth.path,
+            "depth_mask": depth.mask_path if depth is not None and self.load_depth_masks else None,
+            "point_cloud": None if point_cloud is None else point_cloud.path,
+        }
+        return {kind: os.path.join(self.dataset_root, path) for kind, path in relative.items() if path is not None}
 
     def _fg_for(self, flag: str, fg: Optional[torch.Tensor], entry: FrameAnnotation) -> Any:
         """fg_probability when the `flag` field is set (it needs masks), else 1."""
@@ -326,20 +354,23 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
             )
         return fg
 
-    def _load_checked(self, loader, relative_path: str, size_hw: Tuple[int, int], entry: FrameAnnotation):
-        image = loader(os.path.join(self.dataset_root, relative_path))
+    def _load_checked(self, loader, path: str, size_hw: Tuple[int, int], entry: FrameAnnotation):
+        image = loader(path)
         if tuple(image.shape[-2:]) != tuple(size_hw):
             raise Co3dFormatError(
-                f"{os.path.join(self.dataset_root, relative_path)}: size {tuple(image.shape[-2:])} differs from the "
-                f"annotated image.size {tuple(size_hw)} (sequence {entry.sequence_name!r}, frame {entry.frame_number})"
+                f"{path}: size {tuple(image.shape[-2:])} differs from the annotated image.size {tuple(size_hw)} "
+                f"(sequence {entry.sequence_name!r}, frame {entry.frame_number})"
             )
         return image
 
-    def _point_cloud(self, relative_path: str) -> torch.Tensor:
+    def _point_cloud(self, path: str) -> torch.Tensor:
         """(P, 3) points of a sequence's PLY file, at most max_points of them (seeded subset)."""
         import trimesh  # imported here: slow to import and only needed for point clouds
 
-        points = torch.from_numpy(trimesh.load(os.path.join(self.dataset_root, relative_path)).vertices).float()
+        try:
+            points = torch.from_numpy(trimesh.load(path).vertices).float()
+        except Exception as error:  # trimesh raises many types (KeyError, ValueError, ...) for a bad file
+            raise Co3dFormatError(f"cannot read point cloud {path}: {type(error).__name__}: {error}") from error
         if 0 < self.max_points < len(points):
             generator = torch.Generator().manual_seed(self.seed)
             points = points[torch.randperm(len(points), generator=generator)[: self.max_points]]

@@ -24,6 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from recon_trainer.config import ConfigError, registry, run_auto_creation
+from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.providers.co3d.annotations import (
     V1_SET_NAMES,
@@ -77,6 +78,7 @@ class _JsonIndexProviderBase(DatasetMapProviderBase):
 
     def __post_init__(self) -> None:
         run_auto_creation(self)
+        check_choices(self)
         if self.only_test_set and self.test_on_train:
             raise ConfigError(f"{type(self).__name__}: only_test_set and test_on_train cannot both be set")
         self._dataset_map: Optional[DatasetMap] = None
@@ -86,6 +88,10 @@ class _JsonIndexProviderBase(DatasetMapProviderBase):
 
     def data_path(self) -> Optional[str]:
         return self.dataset_root or None
+
+    def file_map(self) -> DatasetMap:
+        """The datasets themselves: they read their files only when indexed."""
+        return self.get_dataset_map()
 
     def get_dataset_map(self) -> DatasetMap:
         if self._dataset_map is None:
@@ -110,7 +116,7 @@ class JsonIndexDatasetMapProvider(_JsonIndexProviderBase):
     """CO3D v1: one category, single- or multi-sequence task (module doc)."""
 
     category: str = ""  # CO3D category folder, e.g. "teddybear" (required with dataset_root)
-    task_str: str = "singlesequence"  # "singlesequence" or "multisequence"
+    task_str: str = choice_field("singlesequence", TASKS)  # singlesequence or multisequence
     dataset_root: str = ""  # folder holding the category folders; "" = train on the built-in scene
     n_frames_per_sequence: int = -1  # random train frames kept per sequence (-1 = all)
     test_on_train: bool = False  # val and test are the train dataset
@@ -128,8 +134,6 @@ class JsonIndexDatasetMapProvider(_JsonIndexProviderBase):
     def _load(self) -> DatasetMap:
         from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports providers
 
-        if self.task_str not in TASKS:
-            raise ConfigError(f"JsonIndexDatasetMapProvider.task_str={self.task_str!r}: expected one of {list(TASKS)}")
         batches_path = self._category_file(self.category, f"eval_batches_{self.task_str}.json")
         eval_batches = load_eval_batches(batches_path)
         restrict = list(self.restrict_sequence_name)
