@@ -125,7 +125,8 @@ def load_checkpoint(path: str, *, mmap: bool = False) -> TrainingCheckpoint:
     except FileNotFoundError:
         raise
     except Exception as error:  # noqa: BLE001  (a damaged file fails in the zip reader or the unpickler, variously)
-        raise CorruptCheckpointError(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        first_sentence = str(error).strip().split("\n")[0].split(". ")[0]
+        raise CorruptCheckpointError(f"{type(error).__name__}: {first_sentence}")
     if not isinstance(content, dict) or content.get("format_version") != FORMAT_VERSION:
         raise CorruptCheckpointError(f"not a checkpoint of format version {FORMAT_VERSION}")
     fields = {field.name for field in dataclasses.fields(TrainingCheckpoint)} - {"path"}
@@ -168,11 +169,14 @@ def find_checkpoint(exp_dir: str, epoch: Optional[int] = None) -> Optional[Train
     unreadable = []
     for found in reversed(list_checkpoints(exp_dir)):
         try:
-            return load_checkpoint(found.path)
+            checkpoint = load_checkpoint(found.path)
         except (CorruptCheckpointError, FileNotFoundError) as error:
             unreadable.append(f"{found.path}: {error}")
-            if is_main_process():  # every process reads it; one reports it
-                logger.warning("Skipping unreadable checkpoint %s (%s); trying the next older one.", found.path, error)
+            continue
+        if is_main_process():  # every process reads them; one reports them
+            for skipped in unreadable:
+                logger.warning("Skipping unreadable checkpoint %s; resuming from the older %s.", skipped, found.path)
+        return checkpoint
     if unreadable:
         listed = "\n  ".join(unreadable)
         raise RunDirectoryError(

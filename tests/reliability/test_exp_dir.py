@@ -114,3 +114,10 @@ def test_visualizer_on_a_run_without_checkpoint_is_one_line(tmp_path):
     assert line.startswith(f"recon_visualizer: error: exp_dir {exp_dir} holds no checkpoint to visualise")
     line = assert_reported(run(VISUALIZER + [f"exp_dir={tmp_path / 'nothing'}"], cwd=tmp_path), prog="recon_visualizer")
     assert "no saved config at" in line
+
+
+def test_debug_flag_adds_the_traceback(tmp_path):
+    (tmp_path / "results").write_text("a file, not a folder")
+    result = run(TOY_RUNNER + ["--debug", f"exp_dir={tmp_path / 'results' / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("recon_runner: error: exp_dir=")

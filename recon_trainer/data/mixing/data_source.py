@@ -44,8 +44,7 @@ class MixtureDataSource(DataSourceBase):
     train: str = ""  # mixing expression of the train split; "": no train split
     val: str = ""  # mixing expression of the val split; "": no val split
     test: str = ""  # mixing expression of the test split; "": no test split
-    # train shares per batch: concat (by length), equal (per term) or weighted (by weights)
-    mixing: str = choice_field("concat", MIXING_MODES)
+    mixing: str = choice_field("concat", MIXING_MODES)  # train shares: concat (by length), equal or weighted (weights)
     weights: Tuple[float, ...] = ()  # mixing=weighted: one positive weight per top-level term of `train`
     batch_size: int = 8  # train items per batch
     batches_per_epoch: int = 0  # train batches per epoch; 0: len(train) // batch_size (at least 1)
