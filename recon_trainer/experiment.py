@@ -22,7 +22,13 @@ from recon_trainer.training.checkpoints import (
 from recon_trainer.training.model_factory import ModelFactoryBase
 from recon_trainer.training.optimizer_factory import OptimizerFactoryBase
 from recon_trainer.training.random_state import seed_all
-from recon_trainer.training.run_directory import ExpDirLock, run_record_paths, set_aside
+from recon_trainer.training.run_directory import (
+    EXPCONFIG_FILE,
+    OVERRIDES_FILE,
+    ExpDirLock,
+    run_record_paths,
+    set_aside,
+)
 from recon_trainer.training.training_loop import TrainingLoopBase, TrainingSession
 
 logger = logging.getLogger(__name__)
@@ -30,8 +36,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["Experiment", "seed_all"]
 
 MAX_LISTED_CHANGES = 20
-EXPCONFIG_FILE = "expconfig.yaml"  # in exp_dir: the config the run was started with
-OVERRIDES_FILE = "overrides.yaml"  # in exp_dir: the command-line overrides of that start
 
 
 class Experiment(Configurable):

@@ -28,12 +28,12 @@ from recon_trainer.errors import RunDirectoryError
 from recon_trainer.experiment import Experiment
 from recon_trainer.rendering.trajectory import circular_trajectory
 from recon_trainer.training.checkpoints import list_checkpoints
+from recon_trainer.training.run_directory import EXPCONFIG_FILE
 from recon_trainer.visualization.depth_maps import list_images, write_depth_maps
 from recon_trainer.visualization.flyaround import render_trajectory
 from recon_trainer.visualization.video import colorize_depth, to_uint8_frames, write_video
 
 PROG = "recon_visualizer"
-CONFIG_FILE = "expconfig.yaml"
 
 
 def visualize_reconstruction(
@@ -63,7 +63,7 @@ def visualize_reconstruction(
     if not exp_dir:
         raise ConfigError("exp_dir is required: the folder of a run (it holds expconfig.yaml)")
     expand_args_fields(Experiment)
-    cfg = load_saved_config(os.path.join(exp_dir, CONFIG_FILE), Experiment, drop_unknown_keys)
+    cfg = load_saved_config(os.path.join(exp_dir, EXPCONFIG_FILE), Experiment, drop_unknown_keys)
     if not list_checkpoints(exp_dir):
         raise RunDirectoryError(f"exp_dir {exp_dir} holds no checkpoint to visualise: train first (recon_runner ... "
                                 f"exp_dir={exp_dir}), or point exp_dir at a run that saved one")

@@ -12,9 +12,12 @@ keep serving the main process until it shuts them down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from typing import Any, Callable, Dict, Iterator, Optional
+
+import torch
 
 from recon_trainer.errors import RunInterrupted
 
@@ -82,10 +85,6 @@ def shield_loader_workers(loader: Any) -> None:
     """Make the worker processes of a torch DataLoader (started from now on; also one prepared by
     accelerate) ignore SIGINT and SIGTERM before running the loader's own worker_init_fn; other
     iterables are left alone."""
-    import functools
-
-    import torch
-
     loader = getattr(loader, "base_dataloader", loader)  # what accelerate's prepared loader wraps
     if not isinstance(loader, torch.utils.data.DataLoader) or loader.num_workers == 0:
         return

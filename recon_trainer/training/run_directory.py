@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 EARLIER_RUNS = "earlier_runs"
+EXPCONFIG_FILE = "expconfig.yaml"  # the resolved config a run was started with
+OVERRIDES_FILE = "overrides.yaml"  # the command-line overrides of that start
 # The files of a run besides its checkpoints that a fresh start in the same exp_dir rewrites.
-RUN_RECORD_FILES = ("expconfig.yaml", "overrides.yaml", "train_stats.png", "results_test.json")
+RUN_RECORD_FILES = (EXPCONFIG_FILE, OVERRIDES_FILE, "train_stats.png", "results_test.json")
 _HELD: Dict[str, "ExpDirLock"] = {}  # real path of exp_dir -> the lock this process holds on it
 
 
