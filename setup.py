@@ -1,6 +1,8 @@
 """Install recon_trainer: the framework, the built-in plugins and the packaged configs."""
 from setuptools import find_packages, setup
 
+PLUGINS_PACKAGE = "recon_trainer_plugins"  # the plugins/ folder's import name (not a bare "plugins")
+
 setup(
     name="recon_trainer",
     version="0.1.0",
@@ -8,14 +10,16 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["recon_trainer", "recon_trainer.*", "plugins", "plugins.*"])
-    + ["recon_trainer.configs"],
-    # The YAML configs live in the top-level configs/ folder and are installed as the
-    # package recon_trainer.configs, so `--config-name X` works from any directory.
-    package_dir={"recon_trainer.configs": "configs"},
+    packages=find_packages(include=["recon_trainer", "recon_trainer.*"])
+    + ["recon_trainer.configs"]
+    + [PLUGINS_PACKAGE] + [f"{PLUGINS_PACKAGE}.{name}" for name in find_packages("plugins")],
+    # The core's YAML configs live in the top-level configs/ folder and are installed as the
+    # package recon_trainer.configs, so `--config-name X` works from any directory. The built-in
+    # methods in plugins/ install as the package recon_trainer_plugins, each with its configs/.
+    package_dir={"recon_trainer.configs": "configs", PLUGINS_PACKAGE: "plugins"},
     package_data={
         "recon_trainer.configs": ["*.yaml", "**/*.yaml"],
-        "plugins": ["**/*.yaml"],
+        PLUGINS_PACKAGE: ["*/configs/*.yaml", "*/configs/**/*.yaml"],
         "recon_trainer.data": ["assets/cow_mesh/*"],  # the default mesh of RenderedMeshDatasetMapProvider
     },
     install_requires=[

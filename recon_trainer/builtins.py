@@ -30,5 +30,4 @@ BUILTIN_MODULES = (
     "recon_trainer.models.resnet_feature_extractor",  # ResNetFeatureExtractor
     "recon_trainer.models.view_pooling.feature_aggregator",  # the four feature aggregators
     "recon_trainer.evaluation.nvs_evaluator",
-    "recon_trainer.evaluation.depth_evaluator",  # DepthEvaluator (relative depth: MiDaS protocol)
 )

@@ -38,6 +38,10 @@ class WriteError(UserError, OSError):
     message names the path and the operating system's reason, and nothing older was harmed."""
 
 
+class MissingDependencyError(UserError, ImportError):
+    """A package one method or format needs is not installed (recon_trainer.dependencies)."""
+
+
 class NonFiniteError(ReportedError, RuntimeError):
     """The finite guard stopped the run: a loss or a model output is NaN or infinite."""
 

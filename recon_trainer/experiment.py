@@ -29,7 +29,8 @@ from recon_trainer.training.run_directory import (
     run_record_paths,
     set_aside,
 )
-from recon_trainer.training.training_loop import TrainingLoopBase, TrainingSession
+from recon_trainer.training.session import TrainingSession
+from recon_trainer.training.training_loop import TrainingLoopBase
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Callable, List
 
 from omegaconf import OmegaConf
 
-import plugins.examples.line_fit  # noqa: F401  (fills Experiment's slots for the compose timing)
+import recon_trainer_plugins.examples.line_fit  # noqa: F401  (fills Experiment's slots for the compose timing)
 from recon_trainer.config import ReplaceableBase, expand_args_fields, get_default_args, registry
 from recon_trainer.config import remove_unused_components
 from recon_trainer.config.hydra_app import compose_config, store_root_config

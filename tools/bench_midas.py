@@ -44,7 +44,7 @@ def _sync(device: torch.device) -> None:
 
 def build_model(name: str, features: int, size: int) -> torch.nn.Module:
     """The MidasModel of ENCODERS[name] with `features` decoder channels and net_size `size` (random weights)."""
-    from plugins.midas.model import MidasModel
+    from recon_trainer_plugins.midas.model import MidasModel
     from recon_trainer.config import get_default_args
 
     spec = ENCODERS[name]

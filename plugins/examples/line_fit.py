@@ -3,7 +3,7 @@
 It fills every slot of Experiment with a class of its own, the way a user's plugin module would.
 Run it through its launcher:
 
-    python -m plugins.examples.launch_line_fit --config-name example_line_fit exp_dir=runs/line
+    python -m recon_trainer_plugins.examples.launch_line_fit --config-name example_line_fit exp_dir=runs/line
 """
 import json
 import os

@@ -10,7 +10,7 @@ import torch
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, ParentDimensions, broadcast_code
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 SOFTPLUS_BETA = 100.0  # IDR's smooth ReLU: softplus(beta x) / beta
@@ -38,6 +38,11 @@ class IdrFeatureField(ImplicitFunctionBase):
     n_harmonic_functions_xyz: int = 0  # frequencies of the point embedding (0: the point only)
     pooled_feature_dim: int = 0  # channels of view-pooled source features per point (0: none)
     encoding_dim: int = 0  # channels of the global code (set by the parent model)
+
+    @classmethod
+    def fields_set_by_parent(cls, dims: ParentDimensions) -> Dict[str, Any]:
+        """The global code is read whole; view-pooled features are sized by pooled_feature_dim."""
+        return {"feature_vector_size": dims.feature_dim, "encoding_dim": dims.global_code_dim}
 
     def __post_init__(self) -> None:
         if self.d_in != 3:

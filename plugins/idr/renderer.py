@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional, Tuple
+from typing import Any, ClassVar, Optional, Tuple
 
 import torch
 
 from recon_trainer.config import registry, run_auto_creation
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.rendering.ray_bundle import RayBundle
-from recon_trainer.rendering.renderer import BaseRenderer, RendererOutput
+from recon_trainer.rendering.renderer import LOSSES_AUX_KEY, BaseRenderer, RendererOutput
 
 from .coloring_network import RayNormalColoringNetwork
 from .ray_tracing import RayTracing
@@ -92,10 +92,13 @@ class SignedDistanceFunctionRenderer(BaseRenderer):
       masks: evaluation: 1 at hits, 0 elsewhere; training: 1 on rays hit inside the object mask,
         sigmoid(-soft_mask_alpha * SDF) at the smallest-SDF point of every other ray;
       aux["grad_theta"] (training only): (N, 3) SDF gradients at N / 2 points uniform in the
-        bounding cube [-r, r]^3 plus the N ray points (N rays), for the eikonal loss.
+        bounding cube [-r, r]^3 plus the N ray points (N rays), and from them
+      aux["losses"]["loss_eikonal"] (training only): mean((|grad_theta| - 1)^2), a loss term of the model.
     The implicit function's "densities" are read as the SDF, its features as feature vectors.
     The lengths of the ray bundle are not used (the raysampler may sample any number of points).
     """
+
+    LOSS_NAMES: ClassVar[Tuple[str, ...]] = ("loss_eikonal",)
 
     bg_color: Tuple[float, ...] = (0.0,)  # colour of rays without a hit (1 or render_features_dimensions values)
     soft_mask_alpha: float = 50.0  # sharpness of the soft mask sigmoid(-alpha * SDF) in training
@@ -174,6 +177,7 @@ class SignedDistanceFunctionRenderer(BaseRenderer):
         if training:
             ray_sdf = field(points, image_ids)[0]
             aux["grad_theta"] = self._eikonal_gradients(field, points, image_ids)
+            aux[LOSSES_AUX_KEY] = {"loss_eikonal": ((aux["grad_theta"].norm(dim=-1) - 1.0) ** 2).mean()}
             _, _, normals = field.with_gradient(points[ids], image_ids[ids], create_graph=False)
             surface_points = differentiable_surface_points(points[ids], directions[ids], ray_sdf[ids], normals.detach())
         else:

@@ -1,3 +1,4 @@
 """MiDaS (Ranftl et al., TPAMI 2022) and DPT: monocular relative depth trained on mixed datasets."""
 
-from . import dpt_encoder, encoders, model  # noqa: F401  (register ViTEncoder, ResNetEncoder, MidasModel)
+# Each module registers its classes: MidasSyntheticDatasets, ViTEncoder, ResNetEncoder, DepthEvaluator, MidasModel.
+from . import builtin_data, dpt_encoder, encoders, evaluator, model  # noqa: F401

@@ -1,16 +1,18 @@
 """ViTEncoder: the DPT (MiDaS v3) encoder, a timm Vision Transformer with token reassembly."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.dependencies import require
 
 from .encoders import MidasEncoderBase, load_weights_file
+
+if TYPE_CHECKING:  # timm takes seconds to import: only building a ViTEncoder imports it
+    from timm.models.vision_transformer import VisionTransformer
 
 READOUTS = ("project", "add", "ignore")
 PATCH_SIZE = 16  # the token grid is at stride 16; reassembly resamples it by 4, 2, 1 and 1/2
@@ -94,6 +96,7 @@ class ViTEncoder(MidasEncoderBase):
             raise ConfigError(f"ViTEncoder.depth={self.depth}: expected >= 0 (0: the arch's own)")
 
     def _build_vit(self) -> VisionTransformer:
+        timm = require("timm", "MiDaS's ViTEncoder (DPT)")
         overrides = {"depth": self.depth} if self.depth > 0 else {}
         try:
             vit = timm.create_model(self.arch, pretrained=False, dynamic_img_size=True, **overrides)
@@ -101,7 +104,7 @@ class ViTEncoder(MidasEncoderBase):
             raise ConfigError(f"ViTEncoder.arch={self.arch!r}: {error}") from error
         except TypeError as error:  # not a ViT: its constructor has no dynamic_img_size / depth
             raise ConfigError(f"ViTEncoder.arch={self.arch!r}: expected a timm VisionTransformer ({error})") from error
-        if not isinstance(vit, VisionTransformer):
+        if not isinstance(vit, timm.models.vision_transformer.VisionTransformer):
             raise ConfigError(f"ViTEncoder.arch={self.arch!r}: expected a timm VisionTransformer, got {type(vit)}")
         if tuple(vit.patch_embed.patch_size) != (PATCH_SIZE, PATCH_SIZE):
             raise ConfigError(

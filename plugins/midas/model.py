@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 
@@ -13,6 +13,7 @@ from recon_trainer.data.frame_data import FrameData
 from recon_trainer.models.base import EvaluationMode, ModelBase
 
 from .decoder import MidasDecoder
+from .depth_maps import write_depth_maps
 from .encoders import MidasEncoderBase
 from .input_transform import RESIZE_METHODS, SIZE_MULTIPLE, normalize_image, resize_image, target_size
 from .losses import midas_loss
@@ -85,6 +86,13 @@ class MidasModel(ModelBase):
     def log_vars(self) -> Tuple[str, ...]:
         return ("objective", *LOSS_NAMES)
 
+    IMAGE_PREDICTIONS_FOLDER: ClassVar[str] = "depth_maps"  # recon_visualizer images_dir=...: exp_dir/<this>
+
+    def write_image_predictions(self, image_paths: List[str], out_dir: str, device: torch.device) -> List[str]:
+        """recon_visualizer images_dir=...: a coloured depth map (PNG) and the raw disparity (.npy)
+        per image into out_dir; returns the PNG paths."""
+        return write_depth_maps(self, image_paths, out_dir, device)
+
     def resize_method_for(self, batch: FrameData) -> str:
         """The resize method of the batch: the override for its first frame's dataset, if any."""
         frames = batch.meta.get("frames") or [{}]
@@ -117,6 +125,22 @@ class MidasModel(ModelBase):
         if training:
             preds.update(self._losses(batch, preds["disparity"]))
         return preds
+
+    def visualize(self, batch: FrameData) -> Dict[str, torch.Tensor]:
+        """{"disparity": (3, H, 2 W or 3 W) in [0, 1]}: the first image beside its predicted
+        disparity and, when the batch has one, the target disparity_map (coloured: near is warm,
+        each map its own range; the target black where depth_mask is 0)."""
+        from recon_trainer.visualization.video import colorize_depth
+
+        if batch.image_rgb is None:
+            return {}
+        disparity = self.forward(batch, evaluation_mode=EvaluationMode.EVALUATION)["disparity"][:1]
+        # colorize_depth colours small values warm: negated disparity orders the pixels near to far
+        panels = [batch.image_rgb[:1].detach().float().cpu().clamp(0, 1), colorize_depth(-disparity.detach().cpu())]
+        if batch.disparity_map is not None:
+            mask = None if batch.depth_mask is None else batch.depth_mask[:1].float().cpu()
+            panels.append(colorize_depth(-batch.disparity_map[:1].float().cpu(), mask))
+        return {"disparity": torch.cat(panels, dim=-1)[0]}
 
     def _losses(self, batch: FrameData, disparity: torch.Tensor) -> Dict[str, torch.Tensor]:
         """loss_ssi, loss_grad and objective of the prediction (B, 1, H, W) against the batch's target."""

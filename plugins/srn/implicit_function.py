@@ -13,20 +13,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from recon_trainer.config import registry, run_auto_creation
+from recon_trainer.config import registry, remove_keys, run_auto_creation
 from recon_trainer.data.cameras import PerspectiveCameras
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, ParentDimensions
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 from .pixel_generator import SRNPixelGenerator
 from .raymarch_function import SRNRaymarchFunction, SRNRaymarchHyperNet, ViewPool
-
-
-def _remove_keys(args: Any, keys: Tuple[str, ...]) -> None:
-    """Hide the fields the implicit function sets from a member's config."""
-    for key in keys:
-        if key in args:
-            del args[key]
 
 
 def _check_feature_channels(owner: str, member: str, out_features: int, in_features: int) -> None:
@@ -52,7 +45,7 @@ class SRNImplicitFunction(ImplicitFunctionBase):
 
     @classmethod
     def raymarch_function_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, ("latent_dim",))
+        remove_keys(args, ("latent_dim",))
 
     def create_raymarch_function(self) -> None:
         self.raymarch_function = SRNRaymarchFunction(**self.raymarch_function_args, latent_dim=self.latent_dim)
@@ -98,8 +91,13 @@ class SRNHyperNetImplicitFunction(ImplicitFunctionBase):
     pixel_generator: SRNPixelGenerator
 
     @classmethod
+    def fields_set_by_parent(cls, dims: ParentDimensions) -> Dict[str, Any]:
+        """The hypernetwork reads the global code itself; the per-point latent is the view-pooled part."""
+        return {"latent_dim": dims.view_feature_dim, "latent_dim_hypernet": dims.global_code_dim}
+
+    @classmethod
     def hypernet_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, ("latent_dim", "latent_dim_hypernet"))
+        remove_keys(args, ("latent_dim", "latent_dim_hypernet"))
 
     def create_hypernet(self) -> None:
         self.hypernet = SRNRaymarchHyperNet(

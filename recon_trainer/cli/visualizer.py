@@ -1,13 +1,17 @@
-"""recon_visualizer: film a trained experiment, or write depth maps of your own images.
+"""recon_visualizer: film a trained experiment, or write a model's predictions for your own images.
 
     recon_visualizer exp_dir=runs/nerf n_eval_cameras=40 render_size=[64,64] video_size=[256,256]
     recon_visualizer exp_dir=runs/midas images_dir=photos/
 
 Arguments are `key=value` (OmegaConf's command-line syntax); every key of
 `visualize_reconstruction` may be given. A novel-view model is rendered along a fly-around:
-videos of RGB, depth and mask go to exp_dir/video/. With images_dir, a monocular depth model
-(one that returns "disparity") predicts each image: coloured PNGs and raw .npy files go to
-exp_dir/depth_maps/.
+videos of RGB, depth and mask go to exp_dir/video/. With images_dir, a model that predicts from
+single images writes its predictions for each image (MiDaS: coloured depth maps and raw .npy
+disparities in exp_dir/depth_maps/).
+
+A model takes part through two optional members: `write_image_predictions(image_paths, out_dir,
+device) -> [written paths]` with the folder name `IMAGE_PREDICTIONS_FOLDER`, for images_dir; and
+full-grid renders of cameras ("images_render", "depths_render", "masks_render"), for the fly-around.
 """
 from __future__ import annotations
 
@@ -22,16 +26,12 @@ from recon_trainer.cli.reporting import pop_debug_flag, reported_errors
 from recon_trainer.config import ConfigError, enable_get_default_args, expand_args_fields, get_default_args
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.saved import load_saved_config
-from recon_trainer.data.cameras import join_cameras
-from recon_trainer.data.frame_data import collate
 from recon_trainer.errors import RunDirectoryError
 from recon_trainer.experiment import Experiment
-from recon_trainer.rendering.trajectory import circular_trajectory
 from recon_trainer.training.checkpoints import list_checkpoints
 from recon_trainer.training.run_directory import EXPCONFIG_FILE
-from recon_trainer.visualization.depth_maps import list_images, write_depth_maps
-from recon_trainer.visualization.flyaround import render_trajectory
-from recon_trainer.visualization.video import colorize_depth, to_uint8_frames, write_video
+from recon_trainer.visualization.flyaround import film_flyaround
+from recon_trainer.visualization.images import list_images
 
 PROG = "recon_visualizer"
 
@@ -56,9 +56,9 @@ def visualize_reconstruction(
     spaced, that image-conditioned models (a view pooler) read as source views; output_directory:
     exp_dir/video if None;
     drop_unknown_keys: ignore keys of an expconfig.yaml written by another version;
-    images_dir: a folder of images to predict depth for instead (output_directory:
-    exp_dir/depth_maps if None).
-    Returns the paths of the "rgb", "depth" and "mask" videos, or image path -> depth-map PNG.
+    images_dir: a folder of images to predict from instead (output_directory: exp_dir/<the model's
+    IMAGE_PREDICTIONS_FOLDER> if None).
+    Returns the paths of the "rgb", "depth" and "mask" videos, or image path -> its first output file.
     """
     if not exp_dir:
         raise ConfigError("exp_dir is required: the folder of a run (it holds expconfig.yaml)")
@@ -71,43 +71,26 @@ def visualize_reconstruction(
     _prepare_for_rendering(cfg, render_size)
     experiment = Experiment(**cfg)
     run_device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
     if images_dir is not None:
+        writer = getattr(model, "write_image_predictions", None)
+        if writer is None:
+            raise ConfigError(f"images_dir={images_dir!r}: {type(model).__name__} does not predict from single images "
+                              "(it has no write_image_predictions); leave images_dir out to film a fly-around")
         images = list_images(images_dir)
-        model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
-        out_dir = output_directory or os.path.join(exp_dir, "depth_maps")
-        written = write_depth_maps(model, images, out_dir, run_device)
-        print(f"{PROG}: wrote {len(written)} depth maps (PNG + .npy) to {out_dir}")
+        out_dir = output_directory or os.path.join(exp_dir, getattr(model, "IMAGE_PREDICTIONS_FOLDER", "predictions"))
+        written = writer(images, out_dir, run_device)
+        print(f"{PROG}: wrote the predictions for {len(written)} images to {out_dir}")
         return dict(zip(images, written))
     datasets, _ = experiment.data_source.get_datasets_and_dataloaders()
     dataset = getattr(datasets, split, None)
     if dataset is None:
         raise ConfigError(f"split={split!r} has no dataset in this experiment; choose train, val or test")
-    if getattr(dataset[0], "camera", None) is None:
-        raise ConfigError(
-            f"the {split} frames of this experiment have no cameras to film from; for a monocular depth "
-            "model give images_dir=<folder of images> to write depth maps"
-        )
-    model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
-    cameras = circular_trajectory(join_cameras([dataset[i].camera for i in range(len(dataset))]), n_eval_cameras)
-    sources = None
-    if getattr(model, "view_pooler", None) is not None:
-        if n_source_views < 1:
-            raise ConfigError(f"n_source_views={n_source_views}: this model renders from source views; use >= 1")
-        picks = torch.linspace(0, len(dataset) - 1, min(n_source_views, len(dataset))).round().long().tolist()
-        sources = collate([dataset[i] for i in picks])
-    frames = render_trajectory(model, cameras, tuple(render_size), run_device, sources, dataset[0].sequence_name)
     size = tuple(video_size) if video_size is not None else tuple(render_size)
-    videos = {
-        "rgb": frames["rgb"],
-        "depth": colorize_depth(frames["depth"], frames["mask"]),
-        "mask": frames["mask"],
-    }
     out_dir = output_directory or os.path.join(exp_dir, "video")
-    paths = {}
-    for name, video in videos.items():
-        paths[name] = os.path.join(out_dir, f"{name}.mp4")
-        write_video(paths[name], to_uint8_frames(video, size), fps=fps)
-    print(f"{PROG}: wrote {', '.join(paths.values())} ({len(cameras)} frames, {size[0]}x{size[1]})")
+    paths = film_flyaround(model, dataset, out_dir, tuple(render_size), size, n_eval_cameras, fps, n_source_views,
+                           run_device)
+    print(f"{PROG}: wrote {', '.join(paths.values())} ({n_eval_cameras} frames, {size[0]}x{size[1]})")
     return paths
 
 

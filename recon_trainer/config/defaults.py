@@ -5,13 +5,15 @@ import enum
 import inspect
 import sys
 import warnings
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .bases import Configurable, ReplaceableBase
-from .expand import DEFAULTS_IN_PROGRESS, expand_args_fields
+from .bases import Configurable, ReplaceableBase, expand_config_class
 
+# Classes whose default config is being built right now, outermost first. An implementation
+# on this stack gets no args field in a container expanded meanwhile (recursion guard).
+DEFAULTS_IN_PROGRESS: List[type] = []
 _PLAIN_VALUES = (int, float, bool, str, bytes, tuple, enum.Enum)
 
 
@@ -33,7 +35,7 @@ def get_default_args(C: Any) -> DictConfig:
         if C in DEFAULTS_IN_PROGRESS:
             chain = " -> ".join(c.__qualname__ for c in DEFAULTS_IN_PROGRESS + [C])
             raise ValueError(f"Recursive config: the defaults of {C.__qualname__} contain themselves ({chain}).")
-        expand_args_fields(C)
+        expand_config_class(C)
         DEFAULTS_IN_PROGRESS.append(C)
         try:
             return _structured(C)
@@ -123,3 +125,11 @@ def _default_args_fields(C: Any) -> List[Tuple[str, Any, dataclasses.Field]]:
             continue  # an object reference cannot be written in a config
         fields.append((parameter.name, annotation, field))
     return fields
+
+
+def remove_keys(args: Any, keys: Iterable[str]) -> None:
+    """Delete those of `keys` that `args` (a config node) has: a `<member>_tweak_args` hook's way
+    to hide the fields a parent sets itself."""
+    for key in keys:
+        if key in args:
+            del args[key]

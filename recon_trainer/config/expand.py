@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from omegaconf import DictConfig, open_dict
 
-from .bases import Configurable, ReplaceableBase
+from .bases import Configurable, ReplaceableBase, install_expander
+from .defaults import DEFAULTS_IN_PROGRESS, get_default_args
 from .discovery import discover_plugins
 from .errors import ConfigError
 from .members import (
@@ -32,9 +33,6 @@ from .members import (
 )
 from .registry import UNDEFAULTED, late_registration_message, namespace_of, registry
 
-# Classes whose default config is being built right now, outermost first. An implementation
-# on this stack gets no args field in a container expanded meanwhile (recursion guard).
-DEFAULTS_IN_PROGRESS: List[type] = []
 
 
 def is_expanded(cls: type) -> bool:
@@ -162,8 +160,6 @@ def _args_field(cls: type, member: str, lookup: Callable[[], type]) -> dataclass
     """
 
     def default_args() -> DictConfig:
-        from .defaults import get_default_args
-
         impl = lookup()
         args = get_default_args(impl)
         tweak = getattr(cls, member + TWEAK_SUFFIX, None)
@@ -233,3 +229,6 @@ def _run_module_init_first(cls: type, module_init: Callable) -> None:
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     __init__.__wrapped__ = dataclass_init
     cls.__init__ = __init__
+
+
+install_expander(expand_args_fields)

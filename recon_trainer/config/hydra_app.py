@@ -2,8 +2,9 @@
 and composition whose failures become one message a user can act on.
 
 YAML configs start with `defaults: [default_config, _self_]` (or chain to another YAML). The
-configs installed with the package (`recon_trainer.configs`, the repository's `configs/`) are
-always on the search path; `--config-path` / `--config-dir` add a user's folder in front.
+configs installed with the package (`recon_trainer.configs`, the repository's `configs/`) and
+every plugin's `configs/` folder are always on the search path; `--config-path` /
+`--config-dir` add a user's folder in front.
 """
 import contextlib
 import os
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from .defaults import get_default_args
+from .discovery import plugin_config_dirs
 from .errors import ConfigError, did_you_mean
 from .validate import unknown_key_message, validate_config
 
@@ -52,11 +54,14 @@ _SEARCH_PATH_LISTING = re.compile(r"\n\s*(Config search path|Search path):", re.
 
 
 class PackagedConfigsSearchPath(SearchPathPlugin):
-    """Appends the configs installed with recon_trainer to Hydra's config search path."""
+    """Appends the configs installed with recon_trainer, then each plugin's configs/ folder
+    (config/discovery.py), to Hydra's config search path."""
 
     def manipulate_search_path(self, search_path) -> None:
-        if PACKAGED_CONFIGS not in [element.path for element in search_path.get_path()]:
-            search_path.append(provider="recon_trainer", path=PACKAGED_CONFIGS)
+        present = [element.path for element in search_path.get_path()]
+        for path in [PACKAGED_CONFIGS] + [f"file://{folder}" for folder in plugin_config_dirs()]:
+            if path not in present:
+                search_path.append(provider="recon_trainer", path=path)
 
 
 def store_root_config(root: type, name: str = ROOT_CONFIG_NAME) -> None:

@@ -4,6 +4,8 @@ import enum
 import inspect
 from typing import Any, Dict, Optional, Tuple, Union, get_args, get_origin
 
+from .bases import Configurable, ReplaceableBase
+
 TYPE_SUFFIX = "_class_type"
 ARGS_SUFFIX = "_args"
 ENABLED_SUFFIX = "_enabled"
@@ -58,14 +60,10 @@ class MemberSpec:
 
 
 def _is_namespace_root(type_: Any) -> bool:
-    from .bases import ReplaceableBase
-
     return inspect.isclass(type_) and ReplaceableBase in type_.__bases__
 
 
 def _is_configurable(type_: Any) -> bool:
-    from .bases import Configurable
-
     return inspect.isclass(type_) and issubclass(type_, Configurable) and type_ is not Configurable
 
 

@@ -6,6 +6,7 @@ registered subclasses are chosen by name through `<member>_class_type` in a conf
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
+from .bases import ReplaceableBase
 from .errors import ConfigError, did_you_mean
 
 # The class type of a slot whose container declared no default implementation.
@@ -18,8 +19,6 @@ class LateRegistrationWarning(UserWarning):
 
 def namespace_of(cls: type) -> Optional[type]:
     """The namespace root of `cls` (its ancestor directly below ReplaceableBase), or None."""
-    from .bases import ReplaceableBase
-
     if not isinstance(cls, type):
         return None
     for klass in cls.__mro__:

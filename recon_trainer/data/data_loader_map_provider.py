@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler
@@ -10,9 +10,7 @@ from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, R
 from recon_trainer.config import ConfigError, ReplaceableBase, registry
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.frame_data import collate
-
-if TYPE_CHECKING:  # data_source imports this module to build ReconDataSource's slot
-    from recon_trainer.data.data_source import DataLoaderMap, DatasetMap
+from recon_trainer.data.splits import DataLoaderMap, DatasetMap
 
 
 class DataLoaderMapProviderBase(ReplaceableBase):
@@ -41,7 +39,6 @@ class SimpleDataLoaderMapProvider(DataLoaderMapProviderBase):
             raise ValueError(f"SimpleDataLoaderMapProvider.batch_size must be >= 1, got {self.batch_size}")
 
     def get_data_loader_map(self, datasets: DatasetMap) -> DataLoaderMap:
-        from recon_trainer.data.data_source import DataLoaderMap  # imported here: data_source imports this module
 
         return DataLoaderMap(
             train=self._train_loader(datasets.train),
@@ -159,7 +156,6 @@ class SequenceDataLoaderMapProvider(DataLoaderMapProviderBase):
             raise ConfigError(f"{name}.images_per_seq_options must be positive, got {options}")
 
     def get_data_loader_map(self, datasets: DatasetMap) -> DataLoaderMap:
-        from recon_trainer.data.data_source import DataLoaderMap  # imported here: data_source imports this module
 
         return DataLoaderMap(
             train=self._train_loader(datasets.train),

@@ -1,36 +1,15 @@
 """The data_source slot of Experiment: what the data is and how it is batched."""
 import abc
-import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Tuple
 
 from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
-
-# These modules use DatasetMap / DataLoaderMap from here only inside functions: no import cycle.
 from recon_trainer.data.data_loader_map_provider import DataLoaderMapProviderBase
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.file_check import check_split_files
 from recon_trainer.data.providers.builtin_scene import BuiltinScene
+from recon_trainer.data.splits import SPLITS, DataLoaderMap, DatasetMap
 
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclasses.dataclass
-class DatasetMap:
-    """The datasets of each split; a split a source does not have is None."""
-
-    train: Optional[Any] = None
-    val: Optional[Any] = None
-    test: Optional[Any] = None
-
-
-@dataclasses.dataclass
-class DataLoaderMap:
-    """An iterable of batches for each split; a split a source does not have is None."""
-
-    train: Optional[Any] = None
-    val: Optional[Any] = None
-    test: Optional[Any] = None
+__all__ = ["SPLITS", "DataLoaderMap", "DataSourceBase", "DatasetMap", "ReconDataSource"]
 
 
 class DataSourceBase(ReplaceableBase):

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from recon_trainer.config import ReplaceableBase
-
-if TYPE_CHECKING:  # data_source imports this module to build ReconDataSource's slot
-    from recon_trainer.data.data_source import DatasetMap
+from recon_trainer.data.splits import DatasetMap
 
 
 class DatasetMapProviderBase(ReplaceableBase):

@@ -41,6 +41,7 @@ from typing import (
 import numpy as np
 from PIL import Image
 
+from recon_trainer.data.formats.sintel_dpt import DPT_HEADER, dpt_shape
 from recon_trainer.data.mixing.combinators import label_of
 from recon_trainer.errors import DataFileError
 
@@ -160,8 +161,6 @@ def _check_image(path: str) -> Optional[str]:
 
 
 def _check_dpt(path: str) -> Optional[str]:
-    from recon_trainer.data.depth.sintel import DPT_HEADER, dpt_shape  # here: sintel imports this module
-
     with open(path, "rb") as handle:
         header = handle.read(DPT_HEADER.itemsize)
         size = os.fstat(handle.fileno()).st_size

@@ -1,21 +1,58 @@
-"""The evaluator slot of the training loop: runs a model over a loader and reports metrics."""
+"""The evaluator slot of the training loop: runs a model over a loader and reports metrics.
+
+Evaluators work in two phases (as mmengine's metrics do): `process` runs the model on one batch
+and keeps what it needs of the result (per-item rows), `compute` turns everything processed since
+`reset` into an Evaluation: the flat metrics the trainer logs, the entries of results_test.json
+and a printed summary. `run` strings them together over a loader. The metric functions
+themselves live in evaluation/*_metrics.py; an evaluator reads the batch's typed fields.
+"""
 from __future__ import annotations
 
 import abc
+import dataclasses
+import json
 import math
+import os
 from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
 from recon_trainer.config import ReplaceableBase
+from recon_trainer.fileio import atomic_write
 
 RESULTS_FILE = "results_test.json"  # in exp_dir: the test evaluation, written when dump_to_json
 
 
+@dataclasses.dataclass
+class Evaluation:
+    """What one evaluation pass gives.
+
+    metrics: {name: value} averaged over the items (NaN: no item had a value); the trainer's stats.
+    results: the content of results_test.json (JSON-ready: no NaN).
+    summary: a table for the console.
+    """
+
+    metrics: Dict[str, float]
+    results: Any
+    summary: str
+
+
 class EvaluatorBase(ReplaceableBase):
-    """Evaluates a model on a loader; with `dump_to_json` writes exp_dir/results_test.json."""
+    """Evaluates a model on a loader in two phases (module doc); with `dump_to_json` `run`
+    writes exp_dir/results_test.json."""
+
+    def reset(self, device: torch.device) -> None:
+        """Forget every processed batch and prepare a pass on `device` (e.g. load a metric network)."""
 
     @abc.abstractmethod
+    def process(self, model: torch.nn.Module, batch: Any) -> None:
+        """Run `model` (in eval mode, without gradients) on one batch, already on the device, and
+        keep its per-item results."""
+
+    @abc.abstractmethod
+    def compute(self, epoch: Optional[int] = None) -> Evaluation:
+        """The Evaluation of everything processed since `reset`; `epoch` is recorded in the results."""
+
     def run(
         self,
         *,
@@ -26,7 +63,25 @@ class EvaluatorBase(ReplaceableBase):
         epoch: Optional[int] = None,
         dump_to_json: bool = False,
     ) -> Dict[str, float]:
-        """Average metrics over the loader, keyed by metric name."""
+        """reset, process every batch of the loader (model in eval mode, no gradients), compute,
+        print the summary and, with dump_to_json, write exp_dir/results_test.json atomically.
+        Returns the metrics."""
+        if dump_to_json and exp_dir is None:
+            raise ValueError(f"{type(self).__name__}.run: dump_to_json=True needs exp_dir")
+        self.reset(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dataloader:
+                    self.process(model, batch.to(device) if hasattr(batch, "to") else batch)
+        finally:
+            model.train(was_training)
+        evaluation = self.compute(epoch)
+        print(evaluation.summary)
+        if dump_to_json:
+            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps(evaluation.results, indent=2))
+        return evaluation.metrics
 
 
 def average_rows(rows: List[Dict[str, Any]]) -> Dict[str, float]:

@@ -1,6 +1,6 @@
 """NVSEvaluator: renders each test batch's target view and scores it against the ground truth.
 
-results_test.json (written atomically when `dump_to_json`) is a list of entries:
+results_test.json (written atomically when `dump_to_json`: EvaluatorBase.run) is a list of entries:
 
     [{"subset": "test", "subsubset": "diff=all", "n_frames": 10,
       "metrics": {"psnr_full_image": 23.1, "psnr_masked": ..., ...},   # averages over frames
@@ -20,17 +20,14 @@ frame (e.g. no valid depth) is skipped by the average and written as null.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from recon_trainer.config import registry
-from recon_trainer.evaluation.evaluator import RESULTS_FILE, EvaluatorBase, average_rows, json_number
+from recon_trainer.evaluation.evaluator import EvaluatorBase, Evaluation, average_rows, json_number
 from recon_trainer.evaluation.lpips_loading import LPIPS_MIN_IMAGE_SIZE, load_lpips_alex
 from recon_trainer.evaluation.nvs_metrics import eval_frame
-from recon_trainer.fileio import atomic_write
 from recon_trainer.models.base import EvaluationMode
 
 # Ground-truth fields of the target frame that the model must not see.
@@ -82,6 +79,8 @@ class NVSEvaluator(EvaluatorBase):
     def __post_init__(self) -> None:
         self._lpips: Optional[torch.nn.Module] = None
         self._lpips_reported = False
+        self._rows: List[Dict[str, Any]] = []
+        self._lpips_now: Optional[torch.nn.Module] = None  # the LPIPS network of the current pass
 
     def _lpips_model(self, device: torch.device) -> Optional[torch.nn.Module]:
         """The LPIPS model on `device`, or None (saying why once) without backbone weights."""
@@ -95,45 +94,16 @@ class NVSEvaluator(EvaluatorBase):
         self._lpips = self._lpips.to(device)
         return self._lpips
 
-    def run(
-        self,
-        *,
-        model: torch.nn.Module,
-        dataloader: Iterable,
-        device: torch.device,
-        exp_dir: Optional[str] = None,
-        epoch: Optional[int] = None,
-        dump_to_json: bool = False,
-    ) -> Dict[str, float]:
-        """Average metrics over the loader's batches (one target frame each)."""
-        if dump_to_json and exp_dir is None:
-            raise ValueError("NVSEvaluator.run: dump_to_json=True needs exp_dir")
-        lpips = self._lpips_model(device)
-        was_training = model.training
-        model.eval()
-        per_frame: List[Dict[str, Any]] = []
-        try:
-            with torch.no_grad():
-                for batch in dataloader:
-                    per_frame.append(self._evaluate_batch(model, batch.to(device), lpips))
-        finally:
-            model.train(was_training)
-        averages = average_rows(per_frame)
-        _print_table(averages, len(per_frame), epoch)
-        entries = summarize(per_frame, self.is_multisequence, epoch)
-        if self.is_multisequence:
-            for entry in entries:
-                averages.update(
-                    {f"{k}|subset={entry['subset']}|{entry['subsubset']}": v for k, v in entry["metrics"].items()}
-                )
-        if dump_to_json:
-            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps(_json_entries(entries), indent=2))
-        return averages
+    def reset(self, device: torch.device) -> None:
+        self._rows = []
+        self._lpips_now = self._lpips_model(device)
 
-    def _evaluate_batch(self, model: torch.nn.Module, batch: Any, lpips: Optional[torch.nn.Module]) -> Dict[str, Any]:
+    def process(self, model: torch.nn.Module, batch: Any) -> None:
+        """Render the first frame of the batch (the target, its ground truth withheld) and score it."""
         if batch.image_rgb is None:
             raise ValueError("NVSEvaluator: a test batch has no image_rgb to compare the render with")
         preds = model(withhold_target(batch), evaluation_mode=EvaluationMode.EVALUATION)
+        lpips = self._lpips_now
         if lpips is not None and min(batch.image_rgb.shape[-2:]) < LPIPS_MIN_IMAGE_SIZE:
             if not self._lpips_reported:
                 print(f"LPIPS not computed: images smaller than {LPIPS_MIN_IMAGE_SIZE} pixels per side")
@@ -163,7 +133,19 @@ class NVSEvaluator(EvaluatorBase):
             "n_src": len(batch.image_rgb) - 1,
         }
         row.update({name: float(value[0]) for name, value in metrics.items()})
-        return row
+        self._rows.append(row)
+
+    def compute(self, epoch: Optional[int] = None) -> Evaluation:
+        """Averages over the processed frames and the results_test.json entries (module doc)."""
+        averages = average_rows(self._rows)
+        summary = _table(averages, len(self._rows), epoch)
+        entries = summarize(self._rows, self.is_multisequence, epoch)
+        if self.is_multisequence:
+            for entry in entries:
+                averages.update(
+                    {f"{k}|subset={entry['subset']}|{entry['subsubset']}": v for k, v in entry["metrics"].items()}
+                )
+        return Evaluation(metrics=averages, results=_json_entries(entries), summary=summary)
 
 
 def summarize(per_frame: List[Dict[str, Any]], is_multisequence: bool, epoch: Optional[int]) -> List[Dict[str, Any]]:
@@ -206,8 +188,8 @@ def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def _print_table(averages: Dict[str, float], n_frames: int, epoch: Optional[int]) -> None:
+def _table(averages: Dict[str, float], n_frames: int, epoch: Optional[int]) -> str:
     title = f"NVS evaluation: {n_frames} frame(s)" + ("" if epoch is None else f", epoch {epoch}")
     width = max([len(name) for name in averages] + [6])
     lines = [title] + [f"  {name:<{width}}  {value:10.4f}" for name, value in averages.items()]
-    print("\n".join(lines))
+    return "\n".join(lines)

@@ -51,15 +51,14 @@ class GenericModel(ImplicitRenderingModel):
             )
 
     def _build_implicit_functions(self) -> None:
-        values = self._implicit_function_parent_values()
-        functions = [self._build_member("implicit_function", self.implicit_function_class_type, **values)]
+        functions = [self._build_implicit_function("implicit_function", self.implicit_function_class_type)]
         if self.num_passes > 1 and not type(functions[0]).allows_multiple_passes():
             raise ConfigError(
                 f"GenericModel.num_passes={self.num_passes}: {self.implicit_function_class_type} does not allow "
                 "multiple passes; use num_passes=1"
             )
         functions += [
-            self._build_member("implicit_function", self.implicit_function_class_type, **values)
+            self._build_implicit_function("implicit_function", self.implicit_function_class_type)
             for _ in range(self.num_passes - 1)
         ]
         self._implicit_functions = torch.nn.ModuleList(functions)

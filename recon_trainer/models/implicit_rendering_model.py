@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from recon_trainer.config import ConfigError, expand_args_fields, registry, run_auto_creation
+from recon_trainer.config import ConfigError, expand_args_fields, registry, remove_keys, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.registry import late_registration_message
@@ -23,35 +23,26 @@ from recon_trainer.evaluation.nvs_metrics import mask_background
 from recon_trainer.models.base import EvaluationMode, ModelBase
 from recon_trainer.models.global_encoder import GlobalEncoderBase
 from recon_trainer.models.view_losses import VIEW_LOSS_NAMES, sample_at_ndc, view_losses
-from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
+from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, ParentDimensions
 from recon_trainer.rendering.ray_bundle import RayBundle
 from recon_trainer.rendering.raysampler import FULL_GRID, MASK_SAMPLE, SAMPLING_MODES, RaySamplerBase
-from recon_trainer.rendering.renderer import BaseRenderer, RendererOutput, render_in_chunks
+from recon_trainer.rendering.renderer import LOSSES_AUX_KEY, BaseRenderer, RendererOutput, render_in_chunks
 
 PREV_STAGE_PREFIX = "prev_stage_"  # loss names of the pass before the last one
-# Loss names a model can produce; loss_weights may only name these.
+# Loss names every model can produce; loss_weights may name these and the renderer's LOSS_NAMES.
 KNOWN_LOSSES = (
     *(f"loss_{stage}{name}" for stage in ("", PREV_STAGE_PREFIX) for name in VIEW_LOSS_NAMES),
     "loss_autodecoder_norm",
-    "loss_eikonal",
 )
 
 # Fields of the members that the model sets from its own fields (hidden from their configs).
 RAYSAMPLER_PARENT_FIELDS = ("image_width", "image_height", "sampling_mode_training", "sampling_mode_evaluation")
 RENDERER_PARENT_FIELDS = ("render_features_dimensions", "object_bounding_sphere")
-IMPLICIT_FUNCTION_PARENT_FIELDS = (
-    "latent_dim",
-    "color_dim",
-    "feature_vector_size",
-    "encoding_dim",
-    "latent_dim_hypernet",
-)
 
 
-def _remove_keys(args: Any, keys: Tuple[str, ...]) -> None:
-    for key in keys:
-        if key in args:
-            del args[key]
+def hide_parent_fields(implicit_function_type: type, args: Any) -> None:
+    """Remove from an implicit function's args the fields its owning model sets (tweak_args hook)."""
+    remove_keys(args, implicit_function_type.fields_set_by_parent(ParentDimensions()))
 
 
 def _default_loss_weights() -> Dict[str, float]:
@@ -64,8 +55,8 @@ class ImplicitRenderingModel(ModelBase):
     forward(batch, evaluation_mode) returns a dict:
       "loss_<name>" scalars for the last pass and "loss_prev_stage_<name>" for the one before
         (names in VIEW_LOSS_NAMES), when the batch has the ground truth they need;
-      "loss_autodecoder_norm" with a global encoder that has codes; "loss_eikonal" = mean((|g| - 1)^2)
-        when the renderer's last pass puts SDF gradients g (N, 3) in aux["grad_theta"];
+      "loss_autodecoder_norm" with a global encoder that has codes; the renderer's own terms
+        (its LOSS_NAMES, e.g. an SDF renderer's eikonal term) when it returns them;
       "objective": Σ loss_weights[k] · preds[k] (always in training; in evaluation with ground truth);
       with full_grid sampling: "images_render" (B_t, C, H, W), "depths_render" and "masks_render"
         (B_t, 1, H, W), H, W = render_image_height, render_image_width.
@@ -106,7 +97,6 @@ class ImplicitRenderingModel(ModelBase):
         "loss_rgb_l1",
         "loss_rgb_huber",
         "loss_mask_neg_iou",
-        "loss_eikonal",
         "loss_autodecoder_norm",
     )
 
@@ -121,20 +111,23 @@ class ImplicitRenderingModel(ModelBase):
 
     @classmethod
     def raysampler_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, RAYSAMPLER_PARENT_FIELDS)
+        remove_keys(args, RAYSAMPLER_PARENT_FIELDS)
 
     @classmethod
     def renderer_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, RENDERER_PARENT_FIELDS)
+        remove_keys(args, RENDERER_PARENT_FIELDS)
 
     @classmethod
     def implicit_function_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, IMPLICIT_FUNCTION_PARENT_FIELDS)
+        hide_parent_fields(member_type, args)
 
     def __post_init__(self) -> None:
         self._check_fields()
         run_auto_creation(self)
         self._build_implicit_functions()
+        self._check_loss_weights()
+        # The renderer's own loss terms are logged with the model's.
+        self.log_vars = tuple(dict.fromkeys((*self.log_vars, *self.renderer.LOSS_NAMES)))
 
     def _check_fields(self) -> None:
         name = type(self).__name__
@@ -144,11 +137,15 @@ class ImplicitRenderingModel(ModelBase):
         for key in ("chunk_size_grid", "render_image_width", "render_image_height"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name}.{key}={getattr(self, key)}: expected a positive integer")
+
+    def _check_loss_weights(self) -> None:
+        known = (*KNOWN_LOSSES, *self.renderer.LOSS_NAMES)
         for key in self.loss_weights:
-            if key not in KNOWN_LOSSES:
+            if key not in known:
                 raise ConfigError(
-                    f"{name}.loss_weights has the key {key!r}, which the model never produces"
-                    f"{did_you_mean(key, KNOWN_LOSSES) or ';'} known keys: {', '.join(KNOWN_LOSSES)}"
+                    f"{type(self).__name__}.loss_weights has the key {key!r}, which the model (with the renderer "
+                    f"{type(self.renderer).__name__}) never produces{did_you_mean(key, known) or ';'} known keys: "
+                    f"{', '.join(known)}"
                 )
 
     # --- building the members -------------------------------------------------------------
@@ -199,15 +196,18 @@ class ImplicitRenderingModel(ModelBase):
             return None
         return self.global_encoder(batch)[:n_targets]
 
-    def _implicit_function_parent_values(self) -> Dict[str, Any]:
+    def _parent_dimensions(self) -> ParentDimensions:
+        """What the implicit functions' parent-set fields are computed from."""
         view_dim, global_dim = self._latent_dims()
-        return {
-            "latent_dim": view_dim + global_dim,
-            "color_dim": self.render_features_dimensions,
-            "feature_vector_size": self.render_features_dimensions,
-            "encoding_dim": global_dim,
-            "latent_dim_hypernet": global_dim,
-        }
+        return ParentDimensions(view_dim, global_dim, self.render_features_dimensions)
+
+    def _build_implicit_function(self, member: str, class_type: Optional[str]) -> Optional[torch.nn.Module]:
+        """The implicit function `class_type` of slot `member`, its parent-set fields filled."""
+        if class_type is None:
+            return None
+        impl = registry.get(type(self)._processed_members[member].base, class_type,
+                            slot=f"{type(self).__name__}.{member}_class_type")
+        return self._build_member(member, class_type, **impl.fields_set_by_parent(self._parent_dimensions()))
 
     def _build_member(self, member: str, class_type: Optional[str], **parent_values: Any) -> Optional[torch.nn.Module]:
         """The implementation `class_type` of slot `member`, built from `<member>_<class_type>_args`
@@ -222,9 +222,6 @@ class ImplicitRenderingModel(ModelBase):
             raise ConfigError(late_registration_message(container, member, class_type))
         expand_args_fields(impl)
         declared = {field.name for field in dataclasses.fields(impl)}
-        if "latent_dim_hypernet" in declared and "latent_dim" in parent_values:
-            # A hypernetwork reads the global code itself; its latent_dim is the view-pooled part.
-            parent_values = {**parent_values, "latent_dim": self._latent_dims()[0]}
         values = {key: value for key, value in parent_values.items() if key in declared}
         clash = sorted(set(args) & set(values))
         if clash:
@@ -327,9 +324,7 @@ class ImplicitRenderingModel(ModelBase):
             norm = self.global_encoder.calculate_squared_encoding_norm()
             if norm is not None:
                 preds["loss_autodecoder_norm"] = norm
-        grad_theta = output.aux.get("grad_theta")
-        if isinstance(grad_theta, torch.Tensor) and grad_theta.numel() > 0:
-            preds["loss_eikonal"] = ((grad_theta.norm(dim=-1) - 1.0) ** 2).mean()
+        preds.update(output.aux.get(LOSSES_AUX_KEY, {}))
         return preds
 
     def _preprocess(self, batch: FrameData) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -351,6 +346,30 @@ class ImplicitRenderingModel(ModelBase):
             if weight != 0 and key in preds:
                 objective = objective + weight * preds[key]
         return objective
+
+    def visualize(self, batch: FrameData) -> Dict[str, torch.Tensor]:
+        """{"render": (3, H, 4 W) in [0, 1]}: the first frame's ground-truth image (resized; left
+        out without image_rgb, giving 3 W), its full-grid render, rendered depth (coloured, near is
+        warm, black outside the rendered mask) and mask, side by side at the render size H x W =
+        render_image_height x render_image_width. Empty when the batch has no camera or
+        evaluation does not render full grids."""
+        from recon_trainer.visualization.video import colorize_depth
+
+        if batch.camera is None:
+            return {}
+        preds = self.forward(batch, evaluation_mode=EvaluationMode.EVALUATION)
+        if "images_render" not in preds:
+            return {}
+        render = preds["images_render"][:1].detach().float().cpu()
+        render = render[:, :3] if render.shape[1] >= 3 else render[:, :1].expand(-1, 3, -1, -1)
+        mask = preds["masks_render"][:1].detach().float().cpu()
+        depth = colorize_depth(preds["depths_render"][:1].detach().float().cpu(), mask)
+        panels = [render.clamp(0, 1), depth, mask.clamp(0, 1).expand(-1, 3, -1, -1)]
+        if batch.image_rgb is not None:
+            image = batch.image_rgb[:1].detach().float().cpu()
+            image = torch.nn.functional.interpolate(image, size=render.shape[-2:], mode="bilinear", align_corners=False)
+            panels.insert(0, image.clamp(0, 1))
+        return {"render": torch.cat(panels, dim=-1)[0]}
 
 
 def _images_from_grid(output: RendererOutput) -> Dict[str, torch.Tensor]:

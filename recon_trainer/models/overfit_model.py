@@ -7,11 +7,7 @@ from typing import Any, List, Optional
 import torch
 
 from recon_trainer.config import ConfigError, registry
-from recon_trainer.models.implicit_rendering_model import (
-    IMPLICIT_FUNCTION_PARENT_FIELDS,
-    ImplicitRenderingModel,
-    _remove_keys,
-)
+from recon_trainer.models.implicit_rendering_model import ImplicitRenderingModel, hide_parent_fields
 from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
 
 
@@ -30,7 +26,7 @@ class OverfitModel(ImplicitRenderingModel):
 
     @classmethod
     def coarse_implicit_function_tweak_args(cls, member_type: type, args: Any) -> None:
-        _remove_keys(args, IMPLICIT_FUNCTION_PARENT_FIELDS)
+        hide_parent_fields(member_type, args)
 
     def create_coarse_implicit_function(self) -> None:
         """No-op: `_build_implicit_functions` builds it with the fine function."""
@@ -41,10 +37,9 @@ class OverfitModel(ImplicitRenderingModel):
                 "OverfitModel: share_implicit_function_across_passes=True and coarse_implicit_function_class_type="
                 f"{self.coarse_implicit_function_class_type!r} contradict each other; set one of them"
             )
-        values = self._implicit_function_parent_values()
-        self.implicit_function = self._build_member("implicit_function", self.implicit_function_class_type, **values)
-        self.coarse_implicit_function = self._build_member(
-            "coarse_implicit_function", self.coarse_implicit_function_class_type, **values
+        self.implicit_function = self._build_implicit_function("implicit_function", self.implicit_function_class_type)
+        self.coarse_implicit_function = self._build_implicit_function(
+            "coarse_implicit_function", self.coarse_implicit_function_class_type
         )
 
     def _implicit_functions_per_pass(self) -> List[torch.nn.Module]:

@@ -1,6 +1,7 @@
 """The implicit-function protocol: densities and features at the points of a RayBundle."""
 import abc
-from typing import Any
+import dataclasses
+from typing import Any, Dict
 
 import torch
 
@@ -10,11 +11,31 @@ from recon_trainer.data.cameras import PerspectiveCameras
 from .ray_bundle import RayBundle
 
 
+@dataclasses.dataclass(frozen=True)
+class ParentDimensions:
+    """What the model that owns an implicit function knows about its inputs and outputs."""
+
+    view_feature_dim: int = 0  # channels of the view-pooled source features per point (0: no view pooling)
+    global_code_dim: int = 0  # channels of the global code per target view (0: no global encoder)
+    feature_dim: int = 3  # channels the renderer expects as features (the model's render_features_dimensions)
+
+
 class ImplicitFunctionBase(ReplaceableBase, torch.nn.Module):
     """A field evaluated at the points `ray_bundle.ray_points()` (B, ..., P, 3).
 
     forward returns (densities (B, ..., P, 1), features (B, ..., P, C), aux dict).
+
+    The owning model sets some of the fields from its own (`fields_set_by_parent`); they are
+    hidden from the implementation's config.
     """
+
+    @classmethod
+    def fields_set_by_parent(cls, dims: ParentDimensions) -> Dict[str, Any]:
+        """{field: value} the owning model sets; the default covers an implementation reading one
+        latent code per point (view-pooled features and global code concatenated: `latent_dim`)
+        and producing `color_dim` feature channels. Keys an implementation does not declare are
+        ignored, so override only to map the dimensions differently."""
+        return {"latent_dim": dims.view_feature_dim + dims.global_code_dim, "color_dim": dims.feature_dim}
 
     @abc.abstractmethod
     def forward(

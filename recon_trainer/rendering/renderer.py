@@ -5,7 +5,7 @@ import abc
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Tuple
 
 import torch
 
@@ -97,12 +97,20 @@ def render_in_chunks(
     return cat_renderer_outputs(outputs).reshape_rays(b, n_rays, ray_bundle.spatial_shape)
 
 
+LOSSES_AUX_KEY = "losses"  # RendererOutput.aux key of a renderer's own loss terms {"loss_<name>": scalar}
+
+
 class BaseRenderer(ReplaceableBase, torch.nn.Module):
     """Turns rays and implicit functions into per-ray features, depths and opacities.
 
     `forward(*, ray_bundle, implicit_functions, evaluation_mode, **kwargs) -> RendererOutput`;
     each implicit function is called as `f(ray_bundle=...) -> (densities, features, aux)`.
+    A renderer with loss terms of its own (e.g. a regulariser of the field) names them in
+    LOSS_NAMES and returns their scalars in `aux[LOSSES_AUX_KEY]`; the model adds them to its
+    predictions, weights them by its loss_weights and logs them.
     """
+
+    LOSS_NAMES: ClassVar[Tuple[str, ...]] = ()  # the "loss_<name>" keys this renderer may return
 
     render_features_dimensions: int = 3  # channels of the rendered features (set by the parent model)
     object_bounding_sphere: float = 1.0  # radius of a sphere holding the object (set by the parent model)

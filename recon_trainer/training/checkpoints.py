@@ -29,6 +29,7 @@ from recon_trainer.training.distributed import is_main_process
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+OPTIONAL_ENTRIES = ("ema",)  # entries added after format 1 was fixed: a file without them still loads
 _NAME = re.compile(r"^checkpoint_epoch_(\d{8})(?:_batch_(\d{8}))?\.pth$")
 
 
@@ -46,6 +47,8 @@ class TrainingCheckpoint:
     model / optimizer / scheduler / grad_scaler: state dicts (None when there is none; the
         gradient scaler exists with mixed_precision="fp16").
     stats: `TrainingStats.state_dict()`; rng: `random_state.get_rng_state()` at the save.
+    ema: `WeightEMA.state_dict()` of the weights' moving average (None without one; a file
+        written before it existed loads with None).
     config_yaml / config_digest: the experiment's resolved config and its sha256; a resumed run
         with another digest is told which keys differ.
     path: the file it was read from ("" before it is saved).
@@ -63,6 +66,7 @@ class TrainingCheckpoint:
     rng: Dict[str, Any] = dataclasses.field(default_factory=dict)
     config_yaml: str = ""
     config_digest: str = ""
+    ema: Optional[Dict[str, Any]] = None
     path: str = ""
 
     @property
@@ -130,10 +134,10 @@ def load_checkpoint(path: str, *, mmap: bool = False) -> TrainingCheckpoint:
     if not isinstance(content, dict) or content.get("format_version") != FORMAT_VERSION:
         raise CorruptCheckpointError(f"not a checkpoint of format version {FORMAT_VERSION}")
     fields = {field.name for field in dataclasses.fields(TrainingCheckpoint)} - {"path"}
-    missing = sorted(fields - set(content))
+    missing = sorted(fields - set(content) - set(OPTIONAL_ENTRIES))
     if missing:
         raise CorruptCheckpointError(f"missing entries {missing}")
-    return TrainingCheckpoint(path=path, **{name: content[name] for name in fields})
+    return TrainingCheckpoint(path=path, **{name: content[name] for name in fields if name in content})
 
 
 def checkpoint_problem(path: str) -> Optional[str]:

@@ -1,17 +1,27 @@
 """The optimizer_factory slot of Experiment: the optimizer and learning-rate schedule."""
 import abc
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from recon_trainer.config import ReplaceableBase, registry
+from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
-from recon_trainer.training.lr_policies import exponential_factor, linear_exponential_factor, multistep_factor
 from recon_trainer.training.param_groups import DEFAULT_GROUP, assign_param_groups
+from recon_trainer.training.schedules import (
+    POLICIES,
+    SCHEDULE_POLICY_FIELDS,
+    CompiledPolicy,
+    Factor,
+    LrSchedule,
+    ScheduleLR,
+    compile_policy,
+    group_factors,
+    policy_params,
+)
 
 BREEDS = ("Adam", "AdamW", "SGD", "Adagrad")
-LR_POLICIES = ("MultiStepLR", "Exponential", "LinearExponential")
+LR_POLICIES = POLICIES
 
 
 class OptimizerFactoryBase(ReplaceableBase):
@@ -25,19 +35,26 @@ class OptimizerFactoryBase(ReplaceableBase):
     def __call__(
         self, *, model: torch.nn.Module, exp_dir: str
     ) -> Tuple[torch.optim.Optimizer, Optional[torch.optim.lr_scheduler.LRScheduler]]:
-        """(optimizer, scheduler or None) for `model`; the scheduler steps once per epoch."""
+        """(optimizer, scheduler or None) for `model`.
+
+        A ScheduleLR (recon_trainer/training/schedules.py) is advanced by the trainer after every
+        optimizer step and every epoch; any other torch scheduler steps once per epoch."""
 
 
 @registry.register
 class ReconOptimizerFactory(OptimizerFactoryBase):
-    """Adam / AdamW / SGD / Adagrad with per-group learning rates and an epoch-based LR policy.
+    """Adam / AdamW / SGD / Adagrad with per-group learning rates and a learning-rate schedule.
 
     Parameter groups come from the modules' `param_groups` declarations (see
     recon_trainer/training/param_groups.py); group "default" uses `lr`, any other group the rate
-    given in `group_learning_rates`. LR policies (factor on the base rate after `epoch` epochs):
-    MultiStepLR: gamma ** (milestones passed); Exponential: gamma ** (epoch / exponential_lr_step_size);
+    given in `group_learning_rates`. The scheduler (a ScheduleLR) multiplies each group's rate by
+    the `lr_policy`'s factor at t, t counted in `schedule_args.unit`: epochs finished (the
+    default) or optimizer steps taken. Policies (recon_trainer/training/schedules.py):
+    MultiStepLR: gamma ** (milestones passed); Exponential: gamma ** (t / exponential_lr_step_size);
     LinearExponential: linear from linear_exponential_start_gamma to 1 over
-    linear_exponential_lr_milestone epochs, then Exponential counted from the milestone.
+    linear_exponential_lr_milestone units, then Exponential counted from the milestone;
+    StepLR, WarmupCosine, LambdaLR (formulas per group) and SequentialLR (stages) take their
+    parameters from `schedule_args`.
     """
 
     breed: str = choice_field("Adam", BREEDS, ignore_case=True)  # Adam, AdamW, SGD or Adagrad (any case)
@@ -48,23 +65,24 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     foreach: Optional[bool] = True  # torch's multi-tensor implementation (None: torch decides)
     # learning rate of each non-default parameter group
     group_learning_rates: Dict[str, float] = dataclasses.field(default_factory=dict)
-    # MultiStepLR, Exponential or LinearExponential (any case)
+    # MultiStepLR, Exponential, LinearExponential, StepLR, WarmupCosine, LambdaLR or SequentialLR (any case)
     lr_policy: str = choice_field("MultiStepLR", LR_POLICIES, ignore_case=True)
-    gamma: float = 0.1  # decay factor of every policy
-    multistep_lr_milestones: Tuple[int, ...] = ()  # MultiStepLR: epochs at which the rate is multiplied by gamma
-    exponential_lr_step_size: int = 250  # Exponential(-tail): epochs over which the rate falls by gamma
-    linear_exponential_lr_milestone: int = 200  # LinearExponential: length of the linear warm-up in epochs
-    linear_exponential_start_gamma: float = 0.1  # LinearExponential: factor at epoch 0
+    gamma: float = 0.1  # decay factor of MultiStepLR, Exponential, LinearExponential and StepLR
+    multistep_lr_milestones: Tuple[int, ...] = ()  # MultiStepLR: t (units) at which the rate is multiplied by gamma
+    exponential_lr_step_size: int = 250  # Exponential(-tail): units over which the rate falls by gamma
+    linear_exponential_lr_milestone: int = 200  # LinearExponential: length of the linear warm-up in units
+    linear_exponential_start_gamma: float = 0.1  # LinearExponential: factor at t = 0
+    schedule: LrSchedule  # the unit of t (epoch or step) and the other policies' parameters
 
     def __post_init__(self) -> None:
         check_choices(self)
+        run_auto_creation(self)
+        self.compiled_policy()  # a mistake in the schedule fails when the config is built
 
-    def __call__(
-        self, *, model: torch.nn.Module, exp_dir: str
-    ) -> Tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    def __call__(self, *, model: torch.nn.Module, exp_dir: str) -> Tuple[torch.optim.Optimizer, ScheduleLR]:
         optimizer = self._optimizer(self.param_group_dicts(model))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor())
-        return optimizer, scheduler
+        factors = self.lr_factors([group["name"] for group in optimizer.param_groups])
+        return optimizer, ScheduleLR(optimizer, factors, unit=self.schedule.unit)
 
     def param_group_dicts(self, model: torch.nn.Module) -> List[Dict[str, Any]]:
         """torch param groups: {"params", "lr", "name"} per group, "default" first."""
@@ -91,16 +109,18 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
             return torch.optim.SGD(param_groups, momentum=self.momentum, **common)
         return torch.optim.Adagrad(param_groups, **common)
 
-    def lr_factor(self) -> Callable[[int], float]:
-        """The policy's factor as a function of the epoch (LambdaLR's lr_lambda)."""
-        policy = self.lr_policy.lower()
-        if policy == "multisteplr":
-            return multistep_factor(self.multistep_lr_milestones, self.gamma)
-        if policy == "exponential":
-            return exponential_factor(self.gamma, self.exponential_lr_step_size)
-        return linear_exponential_factor(
-            self.linear_exponential_lr_milestone,
-            self.linear_exponential_start_gamma,
-            self.gamma,
-            self.exponential_lr_step_size,
-        )
+    def compiled_policy(self) -> CompiledPolicy:
+        """The checked `lr_policy` with its parameters (ConfigError naming the key when wrong)."""
+        prefix = type(self).__name__
+
+        def key(field: str) -> str:
+            if field == "policy":
+                return f"{prefix}.lr_policy"
+            return f"{prefix}.schedule_args.{field}" if field in SCHEDULE_POLICY_FIELDS else f"{prefix}.{field}"
+
+        return compile_policy(self.lr_policy, policy_params(self, self.schedule), key)
+
+    def lr_factors(self, group_names: List[str]) -> List[Factor]:
+        """The factor of each parameter group, in order, as a function of (epochs finished,
+        optimizer steps taken)."""
+        return group_factors(self.compiled_policy(), group_names, self.schedule.unit)

@@ -7,6 +7,12 @@ SIGINT and SIGTERM during training are honoured at the next point where the run 
 after the current optimizer step (a mid-epoch checkpoint is written) or after the epoch's
 validation and end-of-epoch checkpoint; the run then ends with RunInterrupted. Where nothing
 would be lost (an evaluation-only run, the final test) it stops at once.
+
+Per training batch: the data's epoch hooks at the start of each epoch, the model's
+`on_train_step_start(global_step, epoch)` and `train_step(batch, context)`, the finite check,
+backward and optimizer step; after each optimizer step the EMA of the weights (if any), the
+learning-rate schedule (a ScheduleLR is set from (epoch, step) after every step and every
+epoch; another torch scheduler steps once per epoch), the step's logs and visualisations.
 """
 import contextlib
 import io
@@ -15,16 +21,17 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Iterable, List, Mapping, Optional
 
 import torch
 import tqdm
 from accelerate import skip_first_batches
 
 from recon_trainer.config import ConfigError
+from recon_trainer.data import epoch_hooks
 from recon_trainer.data.data_source import DataLoaderMap
 from recon_trainer.errors import NonFiniteError, RunInterrupted
-from recon_trainer.models.base import EvaluationMode
+from recon_trainer.models.base import EvaluationMode, TrainStepContext
 from recon_trainer.training.checkpoints import (
     TrainingCheckpoint,
     checkpoint_problem,
@@ -33,12 +40,16 @@ from recon_trainer.training.checkpoints import (
     save_checkpoint,
     scheduler_state_dict,
 )
+from recon_trainer.training.ema import WeightEMA
 from recon_trainer.training.finite_guard import check_finite_step
 from recon_trainer.training.interrupts import InterruptHandler, interrupted_message, shield_loader_workers
 from recon_trainer.training.loggers import LoggerSettings, MetricLogger, create_loggers
+from recon_trainer.training.loggers.image_files import ImageFolderLogger
 from recon_trainer.training.random_state import get_rng_state, seed_all, set_rng_state
+from recon_trainer.training.schedules import ScheduleLR
 from recon_trainer.training.stats import TrainingStats, status_line
-from recon_trainer.training.training_loop import TrainingSession
+from recon_trainer.training.train_mode import set_train_mode
+from recon_trainer.training.session import TrainingSession
 
 if TYPE_CHECKING:
     from recon_trainer.training.training_loop import ReconTrainingLoop
@@ -88,8 +99,10 @@ class Trainer:
             self.saved_position = (checkpoint.epoch, None if checkpoint.epoch_finished else checkpoint.batches_done)
             self.last_checkpoint = checkpoint.path
             self.readable[checkpoint.path] = True
-        unwrapped = self.accelerator.unwrap_model(model)
-        self.log_vars = tuple(getattr(unwrapped, "log_vars", ("objective",)))
+        self.unwrapped = self.accelerator.unwrap_model(model)
+        self.log_vars = tuple(getattr(self.unwrapped, "log_vars", ("objective",)))
+        self.ema = self._create_ema(checkpoint)
+        self.fixed_batch: Any = None  # the batch visualize() sees (when visualize_interval > 0)
         self.loggers: List[MetricLogger] = []
         self.interrupts = InterruptHandler(self._where_interrupted)
         self.position = (self.start_epoch, self.start_batch)  # (epoch, batch) being trained
@@ -99,8 +112,11 @@ class Trainer:
 
     def run(self) -> None:
         """Evaluate only, or train (from the resume position) and evaluate as configured."""
+        logging_settings = self.settings.logging
         if self.is_main:
-            self.loggers = create_loggers(self.settings.loggers, self._logger_settings())
+            self.loggers = create_loggers(logging_settings.loggers, self._logger_settings())
+            if logging_settings.visualize_interval > 0 and logging_settings.save_visualizations:
+                self.loggers.append(ImageFolderLogger(self.exp_dir))
         try:
             with self.interrupts:
                 if self.settings.eval_only:
@@ -142,24 +158,36 @@ class Trainer:
         raise RunInterrupted(signum, interrupted_message(signum, f"{where}: {saved}"))
 
     def _logger_settings(self) -> LoggerSettings:
-        s = self.settings
-        return LoggerSettings(
-            exp_dir=self.exp_dir,
-            resume_step=self.global_step,
-            config_yaml=self.session.config_yaml,
-            visdom_server=s.visdom_server,
-            visdom_port=s.visdom_port,
-            visdom_env=s.visdom_env,
-            mlflow_tracking_uri=s.mlflow_tracking_uri,
-            mlflow_experiment_name=s.mlflow_experiment_name,
-            mlflow_run_name=s.mlflow_run_name,
-        )
+        return self.settings.logging.for_run(self.exp_dir, self.global_step, self.session.config_yaml)
+
+    def _create_ema(self, checkpoint: Optional[TrainingCheckpoint]) -> Optional[WeightEMA]:
+        """The EMA of the weights (ema_decay > 0), restored from the checkpoint when it has one."""
+        if self.settings.ema_decay <= 0:
+            return None
+        ema = WeightEMA(self.unwrapped, self.settings.ema_decay)
+        if checkpoint is None:
+            return ema
+        if checkpoint.ema is None:
+            if self.is_main:
+                logger.warning("Checkpoint %s holds no EMA of the weights: the average starts from its weights.",
+                               checkpoint.path)
+            return ema
+        missing = ema.load_state_dict(checkpoint.ema)
+        if missing and self.is_main:
+            logger.warning("The EMA in %s lacks %d parameter(s) (%s, ...): they start from the model's values.",
+                           checkpoint.path, len(missing), missing[0])
+        checkpoint.ema = None  # the averages live in `ema` now
+        return ema
 
     # ---------------------------------------------------------------- training
 
     def _train(self) -> None:
         if self.loaders.train is None:
             raise ConfigError("the data source gives no train loader: nothing to train on (eval_only=true evaluates)")
+        if isinstance(self.scheduler, ScheduleLR):  # the rates where the run starts (or resumes)
+            self.scheduler.advance(epoch=self.start_epoch, step=self.global_step)
+        if self.settings.logging.visualize_interval > 0 and self.is_main:
+            self.fixed_batch = self._first_batch()
         for epoch in range(self.start_epoch, self.settings.max_epochs):
             if self._budget_spent():
                 break
@@ -182,10 +210,11 @@ class Trainer:
         if first == 0:
             self.stats.start_epoch(epoch)
         self._seed_epoch(epoch)
+        epoch_hooks.start_epoch(self.loaders.train, epoch, s.max_epochs)
         n_batches = len(self.loaders.train)
         if resume_rng is not None and first >= n_batches:  # nothing left to train in this epoch
             set_rng_state(resume_rng)
-        self.model.train()
+        set_train_mode(self.model)
         bar = tqdm.tqdm(
             total=n_batches, initial=first, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
             disable=True if not (self.is_main and s.progress_bar) else None,  # None: only on a terminal
@@ -207,9 +236,7 @@ class Trainer:
             bar.update(1)
             if self.accelerator.sync_gradients:
                 self.global_step += 1
-                if s.metric_log_interval_steps > 0 and self.global_step % s.metric_log_interval_steps == 0:
-                    for metric_logger in self.loggers:
-                        metric_logger.log_step(self.global_step, values)
+                self._after_optimizer_step(epoch, values)
                 if s.checkpoint_interval_steps > 0 and self.global_step % s.checkpoint_interval_steps == 0:
                     self._save(epoch, batch_index + 1, epoch_finished=False)
             if self.is_main and s.metric_print_interval > 0 and (batch_index + 1) % s.metric_print_interval == 0:
@@ -220,6 +247,21 @@ class Trainer:
                 self._stop(f"at epoch {epoch}, batch {batch_index + 1} of {n_batches}")
         bar.close()
         return True
+
+    def _after_optimizer_step(self, epoch: int, values: Mapping[str, float]) -> None:
+        """EMA update, the schedule's next rates, the step's values and images to the loggers."""
+        logging_settings = self.settings.logging
+        if self.ema is not None:
+            self.ema.update(self.unwrapped)
+        if isinstance(self.scheduler, ScheduleLR):
+            self.scheduler.advance(epoch=epoch, step=self.global_step)
+        interval = logging_settings.metric_log_interval_steps
+        if interval > 0 and self.global_step % interval == 0:
+            for metric_logger in self.loggers:
+                metric_logger.log_step(self.global_step, values)
+        interval = logging_settings.visualize_interval
+        if interval > 0 and self.global_step % interval == 0:
+            self._visualize()
 
     def _seed_epoch(self, epoch: int) -> None:
         """Seed every generator with seed + epoch (and the loader's own shuffling generator,
@@ -245,8 +287,11 @@ class Trainer:
         with accelerator.accumulate(self.model):
             if hasattr(batch, "to"):
                 batch = batch.to(accelerator.device)
+            hook = getattr(self.unwrapped, "on_train_step_start", None)
+            if hook is not None:
+                hook(self.global_step, epoch)
             try:
-                preds, output_problem = self.model(batch, evaluation_mode=EvaluationMode.TRAINING), None
+                preds, output_problem = self._forward_training(epoch, batch_index, batch), None
             except NonFiniteError as error:  # a model output checked before a loss that fails on it
                 preds, output_problem = {}, str(error)
             check_finite_step(
@@ -264,6 +309,16 @@ class Trainer:
         values["lr"] = self.optimizer.param_groups[0]["lr"]
         return values
 
+    def _forward_training(self, epoch: int, batch_index: int, batch: Any) -> Dict[str, Any]:
+        """The model's `train_step` (a ModelBase), or its forward in training mode."""
+        train_step = getattr(self.unwrapped, "train_step", None)
+        if train_step is None:
+            return self.model(batch, evaluation_mode=EvaluationMode.TRAINING)
+        context = TrainStepContext(
+            global_step=self.global_step, epoch=epoch, batch_index=batch_index, forward=self.model
+        )
+        return train_step(batch, context)
+
     def _finish_epoch(self, epoch: int) -> None:
         """Validation, test, LR step, end-of-epoch stats, checkpoint, logs and plot."""
         s = self.settings
@@ -273,7 +328,10 @@ class Trainer:
             self._evaluate_test(dump_to_json=False, stat_set="test")
         if self.scheduler is not None:
             before = [group["lr"] for group in self.optimizer.param_groups]
-            self.scheduler.step()
+            if isinstance(self.scheduler, ScheduleLR):
+                self.scheduler.advance(epoch=epoch + 1, step=self.global_step)
+            else:
+                self.scheduler.step()
             after = [group["lr"] for group in self.optimizer.param_groups]
             if after != before:
                 logger.info("LR change! %s -> %s", _rates(before), _rates(after))
@@ -288,9 +346,49 @@ class Trainer:
     # -------------------------------------------------------------- evaluation
 
     def _evaluation_model(self) -> torch.nn.Module:
-        model = self.accelerator.unwrap_model(self.model)
-        model.eval()
-        return model
+        self.unwrapped.eval()
+        return self.unwrapped
+
+    def _evaluation_weights(self) -> ContextManager[Any]:
+        """A block in which the model holds the weights evaluations use: the EMA's (with
+        ema_for_evaluation) or its own."""
+        if self.ema is not None and self.settings.ema_for_evaluation:
+            return self.ema.applied_to(self.unwrapped)
+        return contextlib.nullcontext()
+
+    def _first_batch(self) -> Any:
+        """The first batch of the val loader (of the train loader without one), on the device,
+        for visualize(). Read from the loader's unsplit form (the same batch whatever the number
+        of processes) with seeded generators, which are put back as they were afterwards."""
+        loader = self.loaders.val if self.loaders.val is not None else self.loaders.train
+        loader = getattr(loader, "base_dataloader", loader)
+        state = get_rng_state()
+        try:
+            seed_all(self.session.seed)
+            batch = next(iter(loader), None)
+        finally:
+            set_rng_state(state)
+        if batch is not None and hasattr(batch, "to"):
+            batch = batch.to(self.accelerator.device)
+        return batch
+
+    def _visualize(self) -> None:
+        """The model's visualize() of the fixed batch to the loggers (main process; eval mode,
+        no_grad; the random generators are left as they were, so training does not change)."""
+        visualize = getattr(self.unwrapped, "visualize", None)
+        if not self.is_main or self.fixed_batch is None or visualize is None:
+            return
+        state = get_rng_state()
+        try:
+            self._evaluation_model()
+            with self._evaluation_weights(), torch.no_grad():
+                images = visualize(self.fixed_batch)
+        finally:
+            set_rng_state(state)
+            set_train_mode(self.model)
+        if images:
+            for metric_logger in self.loggers:
+                metric_logger.log_images(self.global_step, images)
 
     def _validate(self) -> None:
         """The evaluator on the val loader (each process its share, averaged) into stats "val";
@@ -298,12 +396,12 @@ class Trainer:
         if self.settings.evaluator is None:
             return
         quiet = contextlib.nullcontext() if self.is_main else contextlib.redirect_stdout(io.StringIO())
-        with quiet:
+        with quiet, self._evaluation_weights():
             metrics = self.settings.evaluator.run(
                 model=self._evaluation_model(), dataloader=self.loaders.val, device=self.accelerator.device,
                 exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=False,
             )
-        self.model.train()
+        set_train_mode(self.model)
         self.stats.update("val", self._mean_over_processes(metrics))
 
     def _mean_over_processes(self, metrics: Mapping[str, float]) -> Dict[str, float]:
@@ -330,11 +428,12 @@ class Trainer:
             logger.warning("No test evaluation: it needs %s.", missing)
             return
         if self.is_main:
-            metrics = s.evaluator.run(
-                model=self._evaluation_model(), dataloader=self.loaders.test, device=self.accelerator.device,
-                exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=dump_to_json,
-            )
-            self.model.train()
+            with self._evaluation_weights():
+                metrics = s.evaluator.run(
+                    model=self._evaluation_model(), dataloader=self.loaders.test, device=self.accelerator.device,
+                    exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=dump_to_json,
+                )
+            set_train_mode(self.model)
             if stat_set is not None:
                 self.stats.update(stat_set, metrics)
             else:
@@ -357,7 +456,7 @@ class Trainer:
             batches_done=batches_done,
             epoch_finished=epoch_finished,
             global_step=self.global_step,
-            model=self.accelerator.unwrap_model(self.model).state_dict(),
+            model=self.unwrapped.state_dict(),
             optimizer=self.optimizer.state_dict(),
             scheduler=None if self.scheduler is None else scheduler_state_dict(self.scheduler),
             grad_scaler=None if self.accelerator.scaler is None else self.accelerator.scaler.state_dict(),
@@ -365,6 +464,7 @@ class Trainer:
             rng=get_rng_state(),
             config_yaml=self.session.config_yaml,
             config_digest=config_digest(self.session.config_yaml),
+            ema=None if self.ema is None else self.ema.state_dict(),
         )
         self.last_checkpoint = save_checkpoint(checkpoint, self.exp_dir)
         self.readable[self.last_checkpoint] = True

@@ -1,36 +1,19 @@
 """The training_loop slot of Experiment: how the model is trained and evaluated."""
 import abc
-import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
-from accelerate import Accelerator
 
-from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+from recon_trainer.config import ConfigError, ReplaceableBase, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.data_source import DataLoaderMap
 from recon_trainer.evaluation.evaluator import EvaluatorBase
-from recon_trainer.training.checkpoints import TrainingCheckpoint
-from recon_trainer.training.loggers import LOGGER_NAMES
+from recon_trainer.training.accelerator_setup import create_accelerator, prepare_for_training
+from recon_trainer.training.loggers import LoggingSettings
+from recon_trainer.training.session import TrainingSession
+from recon_trainer.training.trainer import Trainer
 
 MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
-
-
-@dataclasses.dataclass
-class TrainingSession:
-    """What Experiment.run gives a training loop besides the prepared model, optimizer and loaders.
-
-    accelerator: the run's accelerate.Accelerator (device, processes, mixed precision).
-    seed: the experiment's seed; epoch e starts by seeding every generator with seed + e.
-    config_yaml: the experiment's resolved config, stored in each checkpoint.
-    checkpoint: the checkpoint the run resumes from, with the model, optimizer and scheduler
-        already restored from it; None for a fresh run.
-    """
-
-    accelerator: Accelerator
-    seed: int
-    config_yaml: str = ""
-    checkpoint: Optional[TrainingCheckpoint] = None
 
 
 class TrainingLoopBase(ReplaceableBase):
@@ -83,6 +66,9 @@ class ReconTrainingLoop(TrainingLoopBase):
     averaged; only the main process writes files). Each epoch e re-seeds every generator with
     seed + e, so a resumed run continues exactly where a killed one stopped. A non-finite
     objective stops the run before the optimizer steps, naming the batch and the loss terms.
+    Submodules whose parameters are all frozen stay in eval mode while the rest trains. With
+    ema_decay > 0 an exponential moving average of the weights is kept (and checkpointed) and,
+    with ema_for_evaluation, used for validation, test evaluations and visualisations.
     """
 
     evaluator: Optional[EvaluatorBase]
@@ -100,21 +86,18 @@ class ReconTrainingLoop(TrainingLoopBase):
     checkpoint_keep_last: int = 2  # end-of-epoch checkpoints kept (the newest readable ones); 0: keep all
     checkpoint_interval_steps: int = 0  # also save every N optimizer steps inside an epoch; 0: never
     metric_print_interval: int = 5  # print the status line every N batches; 0: never
-    metric_log_interval_steps: int = 0  # send the step's values to the loggers every N steps; 0: never
     progress_bar: bool = True  # a tqdm bar on a terminal (never when the output is not a terminal)
-    loggers: Tuple[str, ...] = choice_field(("console",), LOGGER_NAMES)  # any of console, tensorboard, visdom, mlflow
-    visdom_server: str = "http://127.0.0.1"  # visdom logger: server address
-    visdom_port: int = 8097  # visdom logger: server port
-    visdom_env: str = ""  # visdom logger: environment; "": exp_dir's folder name
-    mlflow_tracking_uri: str = ""  # mlflow logger: tracking URI; "": sqlite:///<exp_dir>/mlflow.db
-    mlflow_experiment_name: str = "recon_trainer"  # mlflow logger: experiment name
-    mlflow_run_name: str = ""  # mlflow logger: run name; "": exp_dir's folder name
+    ema_decay: float = 0.0  # keep an EMA of the weights, updated after every optimizer step (MoGe: 0.999); 0: no EMA
+    ema_for_evaluation: bool = True  # with an EMA: validation, test evaluations and visualisations use its weights
+    logging: LoggingSettings  # loggers, their intervals and settings, visualisations
 
     def __post_init__(self) -> None:
         run_auto_creation(self)
         check_choices(self)
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps}: expected >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ReconTrainingLoop.ema_decay={self.ema_decay}: expected 0 (no EMA) or 0 < decay < 1")
 
     def writes_checkpoints(self) -> bool:
         return not self.eval_only and self.store_checkpoints
@@ -135,8 +118,6 @@ class ReconTrainingLoop(TrainingLoopBase):
         exp_dir: str,
         session: TrainingSession,
     ) -> None:
-        from recon_trainer.training.trainer import Trainer
-
         Trainer(
             self, model=model, optimizer=optimizer, scheduler=scheduler, dataloaders=dataloaders,
             exp_dir=exp_dir, session=session,
@@ -153,8 +134,6 @@ class ReconTrainingLoop(TrainingLoopBase):
     ) -> None:
         """Outside an Experiment: a fresh run (no resume) with an accelerator of its own,
         seeded with torch's initial seed."""
-        from recon_trainer.training.accelerator_setup import create_accelerator, prepare_for_training
-
         accelerator = create_accelerator(**self.accelerator_kwargs())
         model.to(accelerator.device)
         model, optimizer, dataloaders = prepare_for_training(accelerator, model, optimizer, dataloaders)

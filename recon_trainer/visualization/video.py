@@ -1,13 +1,13 @@
-"""Turn rendered frames into mp4 videos (imageio-ffmpeg) and depth maps into colours."""
+"""Turn rendered frames into mp4 videos (imageio-ffmpeg) and depth maps into colours (matplotlib),
+importing both only when used."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
-import imageio.v2 as imageio
-import matplotlib
 import numpy as np
 import torch
 
+from recon_trainer.dependencies import require
 from recon_trainer.fileio import atomic_path
 
 
@@ -26,7 +26,7 @@ def colorize_depth(
     low = torch.quantile(values.float()[:1_000_000], percentile / 100.0)
     high = torch.quantile(values.float()[:1_000_000], 1.0 - percentile / 100.0)
     normalized = ((depth - low) / (high - low).clamp(min=1e-8)).clamp(0, 1)
-    colors = matplotlib.colormaps[cmap](1.0 - normalized[:, 0].cpu().numpy())[..., :3]
+    colors = require("matplotlib", "colouring depth maps").colormaps[cmap](1.0 - normalized[:, 0].cpu().numpy())[..., :3]
     colors = torch.from_numpy(colors).permute(0, 3, 1, 2).float()
     return colors * valid.cpu().float()
 
@@ -50,7 +50,7 @@ def write_video(path: str, frames: np.ndarray, fps: int = 20) -> None:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     # macro_block_size=1 keeps any frame size; yuv420p plays everywhere (needs even sizes).
     with atomic_path(path, suffix=".mp4") as tmp_path:
-        writer = imageio.get_writer(
+        writer = require("imageio.v2", "writing videos", "imageio").get_writer(
             tmp_path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p", quality=8
         )
         with writer:
@@ -60,5 +60,5 @@ def write_video(path: str, frames: np.ndarray, fps: int = 20) -> None:
 
 def read_video(path: str) -> np.ndarray:
     """(N, H, W, 3) uint8 frames decoded from a video file."""
-    with imageio.get_reader(path, format="FFMPEG") as reader:
+    with require("imageio.v2", "reading videos", "imageio").get_reader(path, format="FFMPEG") as reader:
         return np.stack([frame for frame in reader])

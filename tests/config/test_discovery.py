@@ -9,8 +9,8 @@ from recon_trainer.config import discovery
 
 def test_builtin_plugins_are_imported_but_not_examples():
     discovery.discover_plugins()
-    assert "plugins" in sys.modules
-    assert all(not name.startswith("plugins.examples") for name in discovery.discover_plugins())
+    assert "recon_trainer_plugins" in sys.modules and "plugins" not in sys.modules
+    assert all(not name.startswith("recon_trainer_plugins.examples") for name in discovery.discover_plugins())
 
 
 def test_a_failing_plugin_is_reported_on_every_call(monkeypatch):

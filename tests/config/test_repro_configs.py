@@ -12,14 +12,17 @@ import torch
 from omegaconf import OmegaConf
 
 from recon_trainer.config import expand_args_fields
-from recon_trainer.config.discovery import discover_plugins
+from recon_trainer.config.discovery import discover_plugins, plugin_config_dirs
 from recon_trainer.config.hydra_app import compose_config, store_root_config
 from recon_trainer.data.providers.co3d.writer import default_sequences, write_co3d_dataset
 from recon_trainer.evaluation.nvs_evaluator import withhold_target
 from recon_trainer.experiment import Experiment
 from recon_trainer.models.base import EvaluationMode
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+CONFIG_DIR = os.path.join(REPO, "configs")  # the core's configs (the shared repro bases and fragments)
+# The methods' repro configs, each in its plugin's configs/ folder.
+CONFIG_DIRS = [CONFIG_DIR] + plugin_config_dirs()
 # Fragments merged into other configs' defaults lists; they are composed through those.
 FRAGMENTS = (
     "repro_feat_extractor_normed",
@@ -30,7 +33,8 @@ FRAGMENTS = (
 )
 REPRO_CONFIGS = sorted(
     name[: -len(".yaml")]
-    for name in os.listdir(CONFIG_DIR)
+    for folder in CONFIG_DIRS
+    for name in os.listdir(folder)
     if name.startswith("repro_") and name.endswith(".yaml") and name[: -len(".yaml")] not in FRAGMENTS
 )
 CATEGORY = "procedural"

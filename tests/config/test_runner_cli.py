@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-LAUNCHER = [sys.executable, "-m", "plugins.examples.launch_line_fit"]
+LAUNCHER = [sys.executable, "-m", "recon_trainer_plugins.examples.launch_line_fit"]
 RUNNER = [sys.executable, "-m", "recon_trainer.cli.runner"]
 
 

@@ -11,8 +11,9 @@ from recon_trainer.config import ConfigError, registry
 from recon_trainer.data.depth.eth3d import ETH3D, write_eth3d
 from recon_trainer.data.depth.kitti import DEPTH_DIRS, KITTI, RAW_DIR, write_kitti
 from recon_trainer.data.depth.nyu import NYUv2, write_nyu
-from recon_trainer.data.depth.sintel import DPT_HEADER, Sintel, write_dpt, write_sintel
+from recon_trainer.data.depth.sintel import Sintel, write_sintel
 from recon_trainer.data.depth.synthetic import DepthViews, render_depth_views
+from recon_trainer.data.formats.sintel_dpt import DPT_HEADER, write_dpt
 from recon_trainer.data.mixing.base import MixableDataset
 
 DRIVE = "2011_09_26_drive_0002_sync"

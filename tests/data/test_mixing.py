@@ -118,16 +118,19 @@ def test_precedence(text, expected):
         ("'7' @ A", r"got '7'"),
         ("A - B", r"operator '-' is not supported"),
         ("A / 2", r"operator '/' is not supported"),
-        ("A(1000, split='x')", r"A: positional arguments are not supported; write key=value \(column 3: '1000'\)"),
         ("A(**cfg)", r"'\*\*' unpacking is not supported"),
-        ("A(transform=ColorJitter)", r"value of 'transform' must be a literal.*quote it: 'ColorJitter'"),
+        ("A(*sizes)", r"A: '\*' unpacking is not supported; write key=value \(column 3: '\*sizes'\)"),
+        ("A(1 + 2, split='x')", r"A: positional argument 1 must be a literal .*\(column 3: '1 \+ 2'\)"),
+        ("A(transform=ColorJiter)", r"value of 'transform' must be a literal .* or the name of a registered transform; "
+                                    r"did you mean 'ColorJitter'\? transforms: ColorJitter, ImgNorm.*quote it: "
+                                    r"'ColorJiter' \(column 13: 'ColorJiter'\)"),
+        ("A(x=os)", r"value of 'x' must be a literal.*quote it: 'os'"),
         ("A(x=1 + 2)", r"value of 'x' must be a literal"),
         ("A(x={1: 2})", r"value of 'x' must be a literal"),
         ("A(x=b'raw')", r"value of 'x' must be a literal"),
         ("A(x=f'{y}')", r"value of 'x' must be a literal"),
         ("os.path", r"attribute access is not allowed.*column 1: 'os.path'"),
         ("10 @ os.system('ls')", r"only a registered dataset name can be called.*column 6: 'os.system'"),
-        ("__import__('os')", r"positional arguments are not supported"),
         ("A()()", r"only a registered dataset name can be called"),
         ("A[0]", r"subscripting is not allowed"),
         ("(lambda: A)()", r"only a registered dataset name can be called"),
@@ -142,6 +145,28 @@ def test_rejects_invalid_and_unsafe_forms(text, message):
     with pytest.raises(ConfigError, match=message) as raised:
         parse_mixture(text)
     assert str(raised.value).startswith("mixing expression")
+
+
+def test_positional_arguments_and_transform_names_parse():
+    tree = parse_mixture("+ 100_000 @ Habitat(1_000_000, split='train', transform=ColorJitter) + B(3, (4, 5))")
+    habitat, b = tree.children
+    assert habitat == Resized(100_000, DatasetCall("Habitat", {"split": "train", "transform": "ColorJitter"},
+                                                   args=(1_000_000,)))
+    assert b == DatasetCall("B", {}, args=(3, (4, 5)))
+    assert parse_mixture("A(transform=ImgNorm)") == parse_mixture("A(transform='ImgNorm')")  # the name, as a string
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("MixToyItems(1000, scale=2.0)", r"^mixing expression 'MixToyItems\(1000, scale=2.0\)': MixToyItems: positional "
+                                         r"arguments are not supported; write key=value \(got 1000\)$"),
+        ("__import__('os')", r"dataset='__import__' is not registered for MixableDataset"),
+    ],
+)
+def test_positional_arguments_need_positional_fields(text, message):
+    with pytest.raises(ConfigError, match=message):
+        build_mixture(text)
 
 
 def test_nothing_is_executed(tmp_path):

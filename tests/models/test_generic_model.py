@@ -8,11 +8,7 @@ from recon_trainer.data.frame_data import FrameData, collate
 from recon_trainer.evaluation.nvs_evaluator import NVSEvaluator
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.models.generic_model import GenericModel
-from recon_trainer.models.implicit_rendering_model import (
-    IMPLICIT_FUNCTION_PARENT_FIELDS,
-    RAYSAMPLER_PARENT_FIELDS,
-    RENDERER_PARENT_FIELDS,
-)
+from recon_trainer.models.implicit_rendering_model import RAYSAMPLER_PARENT_FIELDS, RENDERER_PARENT_FIELDS
 
 from .tiny_scene import sphere_batch, tiny_model_args
 
@@ -123,7 +119,7 @@ def test_tweak_hooks_hide_the_fields_the_model_sets():
         assert key not in cfg.raysampler_AdaptiveRaySampler_args and key not in cfg.raysampler_NearFarRaySampler_args
     for key in RENDERER_PARENT_FIELDS:
         assert key not in cfg.renderer_MultiPassEmissionAbsorptionRenderer_args
-    for key in IMPLICIT_FUNCTION_PARENT_FIELDS:
+    for key in ("latent_dim", "color_dim"):  # ImplicitFunctionBase.fields_set_by_parent
         assert key not in cfg.implicit_function_NeuralRadianceFieldImplicitFunction_args
     model = make_model(render_size=10, sampling_mode_training="full_grid", render_features_dimensions=3)
     assert (model.raysampler.image_width, model.raysampler.image_height) == (10, 10)

@@ -1,17 +1,18 @@
-"""GenericModel with source-view features, global codes, object masks and SDF gradients (interface I2)."""
+"""GenericModel with source-view features, global codes, object masks and a renderer's own losses (interface I2)."""
 
 from typing import Any, Dict, List
 
 import pytest
 import torch
 
+from recon_trainer.config import ConfigError
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.evaluation.nvs_evaluator import withhold_target
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.models.generic_model import GenericModel
 from recon_trainer.models.implicit_rendering_model import KNOWN_LOSSES
 from recon_trainer.models.view_losses import sample_at_ndc
-from recon_trainer.rendering.renderer import BaseRenderer, RendererOutput
+from recon_trainer.rendering.renderer import LOSSES_AUX_KEY, BaseRenderer, RendererOutput
 
 from .tiny_scene import sphere_batch, tiny_model_args
 
@@ -40,9 +41,11 @@ class RecordingRenderer(BaseRenderer):
     """Records its keyword arguments and renders the first implicit function's mean sample (never registered);
     with evaluate=False it does not call the function and renders zeros."""
 
-    def __init__(self, wants_object_mask: bool = False, grad_theta: Any = None, evaluate: bool = True) -> None:
+    LOSS_NAMES = ("loss_extra",)
+
+    def __init__(self, wants_object_mask: bool = False, extra_loss: Any = None, evaluate: bool = True) -> None:
         torch.nn.Module.__init__(self)
-        self.wants_object_mask, self.grad_theta, self.evaluate = wants_object_mask, grad_theta, evaluate
+        self.wants_object_mask, self.extra_loss, self.evaluate = wants_object_mask, extra_loss, evaluate
         self.calls: List[Dict[str, Any]] = []
 
     def requires_object_mask(self) -> bool:
@@ -55,7 +58,7 @@ class RecordingRenderer(BaseRenderer):
         else:
             densities = torch.zeros_like(ray_bundle.lengths)[..., None]
             colors = densities.expand(*densities.shape[:-1], 3)
-        aux = {} if self.grad_theta is None else {"grad_theta": self.grad_theta}
+        aux = {} if self.extra_loss is None else {LOSSES_AUX_KEY: {"loss_extra": self.extra_loss}}
         return RendererOutput(
             features=colors.mean(-2), depths=densities.mean(-2), masks=densities.mean(-2).sigmoid(), aux=aux
         )
@@ -112,18 +115,23 @@ def test_a_renderer_that_requires_it_gets_the_object_mask_chunked_with_the_rays(
     assert "object_mask" not in plain.renderer.calls[0]
 
 
-def test_grad_theta_gives_the_eikonal_loss_which_can_be_weighted():
-    grad_theta = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.5, 0.0], [0.6, 0.8, 0.0]])
-    model = pooled_model(loss_weights={"loss_rgb_mse": 1.0, "loss_eikonal": 0.5})
-    model.renderer = RecordingRenderer(grad_theta=grad_theta)
+def test_a_renderers_own_loss_terms_are_added_and_can_be_weighted():
+    model = pooled_model()
+    model.renderer = RecordingRenderer(extra_loss=torch.tensor(0.75))
+    model.loss_weights = {"loss_rgb_mse": 1.0, "loss_extra": 0.5}
     preds = model(sphere_batch(), evaluation_mode=TRAIN)
-    assert preds["loss_eikonal"].item() == pytest.approx((1.0 + 0.25 + 0.0) / 3)
-    assert preds["objective"].item() == pytest.approx((preds["loss_rgb_mse"] + 0.5 * preds["loss_eikonal"]).item())
-    assert "loss_eikonal" not in pooled_model()(sphere_batch(), evaluation_mode=TRAIN)
+    assert preds["loss_extra"].item() == 0.75
+    assert preds["objective"].item() == pytest.approx((preds["loss_rgb_mse"] + 0.5 * preds["loss_extra"]).item())
+    assert "loss_extra" not in pooled_model()(sphere_batch(), evaluation_mode=TRAIN)
+
+
+def test_loss_weights_may_name_only_the_models_and_the_renderers_losses():
+    with pytest.raises(ConfigError, match="'loss_eikonal', which the model .*MultiPassEmissionAbsorptionRenderer"):
+        pooled_model(loss_weights={"loss_rgb_mse": 1.0, "loss_eikonal": 0.1})
 
 
 def test_new_losses_are_known_and_logged():
-    for name in ("rgb_l1", "rgb_huber", "mask_neg_iou", "eikonal", "autodecoder_norm"):
+    for name in ("rgb_l1", "rgb_huber", "mask_neg_iou", "autodecoder_norm"):
         assert f"loss_{name}" in KNOWN_LOSSES and f"loss_{name}" in GenericModel.log_vars
 
 

@@ -90,8 +90,9 @@ def test_only_the_selected_branches_are_checked():
         (f"{OPT}.breed=Adamm", f"bad value 'Adamm' for '{OPT}.breed'; did you mean 'Adam'? "
          "choices: Adam, AdamW, SGD, Adagrad"),
         (f"{OPT}.lr_policy=Exponental", f"bad value 'Exponental' for '{OPT}.lr_policy'; did you mean 'Exponential'? "
-         "choices: MultiStepLR, Exponential, LinearExponential"),
-        (f"{LOOP}.loggers=[tensorbord]", f"bad value 'tensorbord' for '{LOOP}.loggers[0]'; did you mean 'tensorboard'? "
+         "choices: MultiStepLR, Exponential, LinearExponential, StepLR, WarmupCosine, LambdaLR, SequentialLR"),
+        (f"{LOOP}.logging_args.loggers=[tensorbord]",
+         f"bad value 'tensorbord' for '{LOOP}.logging_args.loggers[0]'; did you mean 'tensorboard'? "
          "choices: console, tensorboard, visdom, mlflow"),
     ],
 )

@@ -15,9 +15,9 @@ from PIL import Image
 from recon_trainer.data import file_check
 from recon_trainer.data.data_source import ReconDataSource
 from recon_trainer.data.depth.redweb import ReDWeb
-from recon_trainer.data.depth.sintel import write_dpt
 from recon_trainer.data.depth.synthetic import DepthViews, write_redweb
 from recon_trainer.data.file_check import DataFile, FileItems, check_file, check_files, check_split_files
+from recon_trainer.data.formats.sintel_dpt import write_dpt
 from recon_trainer.data.mixing.data_source import MixtureDataSource
 from recon_trainer.data.providers.blender import BlenderDatasetMapProvider, BlenderFormatError
 from recon_trainer.data.providers.co3d.writer import default_sequences, write_co3d_dataset

@@ -46,8 +46,8 @@ def test_killed_run_resumes_exactly(tmp_path):
     overrides = [f"{LOOP}.checkpoint_interval_steps=2", f"{LOOP}.max_epochs=3"]
 
     command = runner_command(
-        tmp_path / "killed", *overrides, f"{MODEL}.sleep_per_batch_s=0.1", f"{LOOP}.loggers=[console,tensorboard]",
-        f"{LOOP}.metric_log_interval_steps=2",
+        tmp_path / "killed", *overrides, f"{MODEL}.sleep_per_batch_s=0.1",
+        f"{LOOP}.logging_args.loggers=[console,tensorboard]", f"{LOOP}.logging_args.metric_log_interval_steps=2",
     )
     process = subprocess.Popen(command, cwd=tmp_path, env=environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

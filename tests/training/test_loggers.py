@@ -26,7 +26,8 @@ def test_tensorboard_and_mlflow_together_and_across_a_resume(tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = toy_config(tmp_path, max_epochs=1, loggers=["console", "tensorboard", "mlflow"], metric_log_interval_steps=2)
+    cfg = toy_config(tmp_path, max_epochs=1, logging={"loggers": ["console", "tensorboard", "mlflow"],
+                                                        "metric_log_interval_steps": 2})
     Experiment(**cfg).run()
     cfg.training_loop_ReconTrainingLoop_args.max_epochs = 2
     Experiment(**cfg).run()  # resumes: the same mlflow run, tensorboard continues
@@ -79,7 +80,8 @@ def visdom_server(tmp_path):
 def test_visdom_plots_read_back_from_a_real_server(tmp_path, visdom_server):
     import visdom
 
-    cfg = toy_config(tmp_path / "run", max_epochs=2, loggers=["visdom"], visdom_port=visdom_server, visdom_env="toy")
+    cfg = toy_config(tmp_path / "run", max_epochs=2,
+                     logging={"loggers": ["visdom"], "visdom_port": visdom_server, "visdom_env": "toy"})
     Experiment(**cfg).run()
     history = final_checkpoint(tmp_path / "run").stats["history"]
     viz = visdom.Visdom(port=visdom_server, env="toy", use_incoming_socket=False, raise_exceptions=True)
@@ -92,7 +94,7 @@ def test_visdom_plots_read_back_from_a_real_server(tmp_path, visdom_server):
 
 
 def test_visdom_without_a_server_warns_once_then_stays_silent(tmp_path, caplog, capsys):
-    cfg = toy_config(tmp_path, max_epochs=2, loggers=["console", "visdom"], visdom_port=free_port())
+    cfg = toy_config(tmp_path, max_epochs=2, logging={"loggers": ["console", "visdom"], "visdom_port": free_port()})
     with caplog.at_level(logging.DEBUG):
         Experiment(**cfg).run()
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -103,5 +105,6 @@ def test_visdom_without_a_server_warns_once_then_stays_silent(tmp_path, caplog, 
 
 
 def test_unknown_logger_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"bad value 'wandb' for 'ReconTrainingLoop.loggers\[1\]'; choices: console, tensorboard"):
-        Experiment(**toy_config(tmp_path, loggers=["console", "wandb"]))
+    message = r"bad value 'wandb' for 'LoggingSettings.loggers\[1\]'; choices: console, tensorboard"
+    with pytest.raises(ConfigError, match=message):
+        Experiment(**toy_config(tmp_path, logging={"loggers": ["console", "wandb"]}))

@@ -5,6 +5,7 @@ import torch
 from recon_trainer.config import ConfigError
 from recon_trainer.training.optimizer_factory import ReconOptimizerFactory
 from recon_trainer.training.param_groups import assign_param_groups
+from recon_trainer.training.schedules import ScheduleLR
 
 
 class Block(torch.nn.Module):
@@ -45,7 +46,7 @@ def test_breeds_and_their_hyperparameters(breed):
         assert group["betas"] == (0.8, 0.9)
     if breed == "SGD":
         assert group["momentum"] == 0.7
-    assert isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    assert isinstance(scheduler, ScheduleLR) and scheduler.unit == "epoch"
 
 
 def test_unknown_breed_and_policy_are_named():

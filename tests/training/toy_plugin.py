@@ -3,10 +3,8 @@
 Registers ToyDataSource, ToyModel and ToyEvaluator. Import it before any container using
 their namespaces (Experiment, ReconModelFactory, ReconTrainingLoop) is expanded.
 """
-import json
-import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +12,17 @@ import torch.nn.functional as F
 from recon_trainer.config import get_default_args, registry
 from recon_trainer.data.data_source import DataLoaderMap, DatasetMap, DataSourceBase
 from recon_trainer.data.frame_data import FrameData, collate
-from recon_trainer.evaluation.evaluator import EvaluatorBase
-from recon_trainer.fileio import atomic_write
+from recon_trainer.evaluation.evaluator import EvaluatorBase, Evaluation
 from recon_trainer.models.base import EvaluationMode, ModelBase, require_finite
+
+EPOCH_HOOK_CALLS: List[Tuple[int, int]] = []  # (epoch, max_epochs) of each on_epoch_start of an epoch-aware train set
+
+
+class EpochAwareFrames(list):
+    """A list of frames whose on_epoch_start calls are recorded in EPOCH_HOOK_CALLS."""
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        EPOCH_HOOK_CALLS.append((epoch, max_epochs))
 
 
 @registry.register
@@ -30,6 +36,7 @@ class ToyDataSource(DataSourceBase):
     shuffle: bool = True  # shuffle the train split (with torch's global generator)
     data_seed: int = 0
     num_workers: int = 0  # DataLoader worker processes
+    epoch_aware: bool = False  # the train set records its on_epoch_start calls in EPOCH_HOOK_CALLS
 
     def _frames(self, n: int, offset: int, split: str, generator: torch.Generator):
         weights = torch.tensor([0.5, -1.0, 2.0])
@@ -45,8 +52,9 @@ class ToyDataSource(DataSourceBase):
 
     def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
         generator = torch.Generator().manual_seed(self.data_seed)
+        train = self._frames(self.n_train, 0, "train", generator)
         datasets = DatasetMap(
-            train=self._frames(self.n_train, 0, "train", generator),
+            train=EpochAwareFrames(train) if self.epoch_aware else train,
             val=self._frames(self.n_val, 1000, "val", generator) if self.n_val else None,
             test=self._frames(self.n_test, 2000, "test", generator) if self.n_test else None,
         )
@@ -72,6 +80,8 @@ class ToyModel(ModelBase):
     nan_at_forward: int = -1  # training forward number (0-based, this process) whose objective is NaN
     sleep_per_batch_s: float = 0.0  # slows training down for the kill-and-resume test
     mask_bce_weight: float = 0.0  # > 0: also a binary cross-entropy of sigmoid(depth) (fails on NaN input)
+    frozen_norm: bool = False  # a BatchNorm with frozen parameters after the hidden layer
+    record_hooks: bool = False  # record on_train_step_start calls and the weights they see in `hook_calls`
 
     def __post_init__(self) -> None:
         generator = torch.Generator().manual_seed(1)  # the same initial weights in every process
@@ -80,8 +90,23 @@ class ToyModel(ModelBase):
         with torch.no_grad():
             for param in self.parameters():
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        if self.frozen_norm:
+            self.norm = torch.nn.BatchNorm1d(self.n_hidden)
+            self.norm.requires_grad_(False)
         self._n_forwards = 0
         self.autocast_dtype: Optional[torch.dtype] = None  # in the last training forward; None: no autocast
+        self.hook_calls: List[Tuple[int, int, Dict[str, torch.Tensor]]] = []  # (global_step, epoch, weights)
+        self.visualize_calls: List[Tuple[bool, bool]] = []  # (training mode, grad enabled) of each visualize()
+
+    def on_train_step_start(self, global_step: int, epoch: int) -> None:
+        if self.record_hooks:
+            weights = {name: param.detach().clone() for name, param in self.named_parameters()}
+            self.hook_calls.append((global_step, epoch, weights))
+
+    def visualize(self, batch: FrameData) -> Dict[str, torch.Tensor]:
+        self.visualize_calls.append((self.training, torch.is_grad_enabled()))
+        depth = self(batch, evaluation_mode=EvaluationMode.EVALUATION)["depth"][:4, 0].reshape(2, 2)
+        return {"rgb": batch.image_rgb[0], "depth/pred": (depth - depth.min()) / (depth.max() - depth.min() + 1e-8)}
 
     @property
     def log_vars(self) -> Tuple[str, ...]:
@@ -95,7 +120,10 @@ class ToyModel(ModelBase):
             rgb = rgb + self.input_noise_std * torch.randn_like(rgb)
             if self.sleep_per_batch_s:
                 time.sleep(self.sleep_per_batch_s)
-        depth = self.head(torch.relu(self.hidden(rgb)))
+        hidden = self.hidden(rgb)
+        if self.frozen_norm:
+            hidden = self.norm(hidden)
+        depth = self.head(torch.relu(hidden))
         target = batch.depth_map.permute(0, 2, 3, 1).reshape(-1, 1)
         mse = ((depth - target) ** 2).mean()
         preds = {"depth": depth, "loss_mse": mse, "loss_l1": (depth - target).abs().mean(), "objective": mse}
@@ -114,31 +142,23 @@ class ToyModel(ModelBase):
 class ToyEvaluator(EvaluatorBase):
     """The mean squared depth error over the loader; results_test.json when asked."""
 
-    def run(
-        self,
-        *,
-        model: torch.nn.Module,
-        dataloader,
-        device: torch.device,
-        exp_dir: Optional[str] = None,
-        epoch: Optional[int] = None,
-        dump_to_json: bool = False,
-    ) -> Dict[str, float]:
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for batch in dataloader:
-                preds = model(batch.to(device), evaluation_mode=EvaluationMode.EVALUATION)
-                total += float(preds["loss_mse"]) * len(batch)
-                count += len(batch)
-        metrics = {"mse": total / count}
-        if dump_to_json:
-            result = [{"subset": "test", "subsubset": "diff=all", "metrics": metrics, "eval_epoch": epoch}]
-            atomic_write(os.path.join(exp_dir, "results_test.json"), json.dumps(result))
-        return metrics
+    def reset(self, device: torch.device) -> None:
+        self._total, self._count = 0.0, 0
+
+    def process(self, model: torch.nn.Module, batch: FrameData) -> None:
+        preds = model(batch, evaluation_mode=EvaluationMode.EVALUATION)
+        self._total += float(preds["loss_mse"]) * len(batch)
+        self._count += len(batch)
+
+    def compute(self, epoch: Optional[int] = None) -> Evaluation:
+        metrics = {"mse": self._total / self._count}
+        results = [{"subset": "test", "subsubset": "diff=all", "metrics": metrics, "eval_epoch": epoch}]
+        return Evaluation(metrics=metrics, results=results, summary=f"toy evaluation: mse {metrics['mse']:.6f}")
 
 
-def toy_config(exp_dir: str, **loop_args: Any):
-    """The default Experiment config with the toy plugin in every slot and quiet output."""
+def toy_config(exp_dir: str, logging: Optional[Dict[str, Any]] = None, **loop_args: Any):
+    """The default Experiment config with the toy plugin in every slot and quiet output;
+    `loop_args` set the training loop's fields, `logging` those of its logging_args."""
     from recon_trainer.experiment import Experiment
 
     cfg = get_default_args(Experiment)
@@ -155,4 +175,6 @@ def toy_config(exp_dir: str, **loop_args: Any):
     loop.progress_bar = False
     for key, value in loop_args.items():
         loop[key] = value
+    for key, value in (logging or {}).items():
+        loop.logging_args[key] = value
     return cfg

@@ -13,8 +13,10 @@ then "y_A,x_A,y_B,x_B,relation,W,H": 1-based pixel coordinates of points A and B
 and relation '<' (A is closer than B) or '>' (A is farther). This is the field order the DIW
 authors' loaders parse (y before x, '<' -> -1, '>' -> +1); when the image file is not W x H the
 coordinates are scaled to its size. Records of the same image are grouped into one item (the
-public test set has one pair per image). Items carry `ordinal_pairs` (P, 5) rows
-(y_A, x_A, y_B, x_B, relation) with 0-based coordinates and relation -1 ('<') or +1 ('>').
+public test set has one pair per image). Records carry extras["ordinal_pairs"], (P, 5) int64 rows
+(y_A, x_A, y_B, x_B, relation) with 0-based coordinates and relation -1 ('<') or +1 ('>'), and no
+depth (depth None; depth_kind "relative", what the pairs order; label type "ordinal"), intrinsics
+or pose; FrameData items carry the pairs as meta["ordinal_pairs"].
 """
 from __future__ import annotations
 
@@ -22,12 +24,14 @@ import os
 from typing import Dict, List, Tuple
 
 import numpy as np
+import torch
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.config.choices import choice_field
-from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.base import DepthDataset, image_tensor
 from recon_trainer.data.depth.image_files import read_rgb
 from recon_trainer.data.file_check import DataFile
+from recon_trainer.data.records import ViewRecord
 from recon_trainer.errors import DataFileError
 
 ANNOTATION_FILES = {"test": "DIW_test.csv", "train": "DIW_train_val.csv"}
@@ -38,7 +42,9 @@ Annotation = Tuple[int, int, int, int, int, int, int]  # y_A, x_A, y_B, x_B (1-b
 
 @registry.register
 class DIW(DepthDataset):
-    """DIW images with ordinal pairs (no dense depth); records are (image path, [annotations])."""
+    """DIW images with ordinal pairs (no dense depth); samples are (image path, [annotations])."""
+
+    LABEL_TYPE = "ordinal"
 
     split: str = choice_field("test", ANNOTATION_FILES)  # test (DIW_test.csv) or train (DIW_train_val.csv)
     depth_cap: float = 0.0  # no depth
@@ -57,11 +63,11 @@ class DIW(DepthDataset):
             records.append((path, image_annotations))
         return records
 
-    def record_files(self, record: Tuple[str, List[Annotation]]) -> Tuple[DataFile, ...]:
-        return (DataFile(record[0], "image"),)  # JPEG content named .thumb
+    def record_files(self, sample: Tuple[str, List[Annotation]]) -> Tuple[DataFile, ...]:
+        return (DataFile(sample[0], "image"),)  # JPEG content named .thumb
 
-    def load_sample(self, record: Tuple[str, List[Annotation]]) -> DepthSample:
-        path, image_annotations = record
+    def load_sample(self, sample: Tuple[str, List[Annotation]]) -> ViewRecord:
+        path, image_annotations = sample
         image = read_rgb(path)
         h, w = image.shape[:2]
         rows = []
@@ -69,7 +75,9 @@ class DIW(DepthDataset):
             ys = np.floor((np.array([y_a, y_b]) - 1) * h / height).clip(0, h - 1)
             xs = np.floor((np.array([x_a, x_b]) - 1) * w / width).clip(0, w - 1)
             rows.append([ys[0], xs[0], ys[1], xs[1], relation])
-        return DepthSample(image=image, path=path, ordinal_pairs=np.asarray(rows, dtype=np.int64))
+        pairs = torch.as_tensor(np.asarray(rows, dtype=np.int64), dtype=torch.int64)
+        return ViewRecord(image=image_tensor(image), depth_kind="relative", path=path,
+                          extras={"ordinal_pairs": pairs})
 
 
 def read_annotations(path: str) -> List[Tuple[str, Annotation]]:

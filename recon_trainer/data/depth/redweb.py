@@ -6,7 +6,8 @@ On-disk layout (as distributed, ReDWeb_V1.tar.gz):
     <root>/RDs/<stem>.png      relative depth of the same size: 8-bit, larger = closer (a disparity-like
                                value from stereo correspondence); the first channel if it has several
 
-There is no metric depth, so items carry the RD value as `disparity_map`; 0 is taken as unknown.
+There is no metric depth, so records carry the RD value as depth of kind "disparity" (label type
+"stereo"), and FrameData items as `disparity_map`; 0 is taken as unknown. No intrinsics or poses.
 ReDWeb has no official split: split "all" is every image, "val" every `val_every`-th image in
 sorted order starting with the first, "train" the others.
 """
@@ -19,9 +20,10 @@ import numpy as np
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.config.choices import choice_field
-from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.base import DepthDataset, depth_tensor, image_tensor
 from recon_trainer.data.depth.image_files import open_image, read_rgb
 from recon_trainer.data.file_check import DataFile
+from recon_trainer.data.records import ViewRecord
 from recon_trainer.errors import DataFileError
 
 SPLITS = ("all", "train", "val")
@@ -29,7 +31,9 @@ SPLITS = ("all", "train", "val")
 
 @registry.register
 class ReDWeb(DepthDataset):
-    """ReDWeb_V1 images with 8-bit relative depth as disparity; records are (image path, RD path)."""
+    """ReDWeb_V1 images with 8-bit relative depth as disparity; samples are (image path, RD path)."""
+
+    LABEL_TYPE = "stereo"
 
     split: str = choice_field("all", SPLITS)  # all, train or val (every val_every-th image in sorted order is val)
     val_every: int = 10  # one image in val_every is in the val split
@@ -55,11 +59,11 @@ class ReDWeb(DepthDataset):
             records.append((os.path.join(image_dir, name), rd_path))
         return records
 
-    def record_files(self, record: Tuple[str, str]) -> Tuple[DataFile, ...]:
-        return tuple(DataFile(path) for path in record)
+    def record_files(self, sample: Tuple[str, str]) -> Tuple[DataFile, ...]:
+        return tuple(DataFile(path) for path in sample)
 
-    def load_sample(self, record: Tuple[str, str]) -> DepthSample:
-        image_path, rd_path = record
+    def load_sample(self, sample: Tuple[str, str]) -> ViewRecord:
+        image_path, rd_path = sample
         image = read_rgb(image_path)
         with open_image(rd_path) as rd_image:
             if rd_image.mode not in ("L", "LA", "RGB", "RGBA"):
@@ -68,5 +72,4 @@ class ReDWeb(DepthDataset):
         rd = rd[..., 0] if rd.ndim == 3 else rd
         if rd.shape != image.shape[:2]:
             raise DataFileError(f"ReDWeb: {rd_path!r} is {rd.shape}, expected the image size {image.shape[:2]}")
-        return DepthSample(image=image, path=image_path, disparity=rd.astype(np.float32))
-
+        return ViewRecord(image=image_tensor(image), depth=depth_tensor(rd), depth_kind="disparity", path=image_path)

@@ -5,9 +5,17 @@ On-disk layout (the depth and stereo training downloads merged under one root):
     <root>/final_left/<scene>/frame_0001.png    RGB, final render pass (clean_left: the clean pass)
     <root>/depth/<scene>/frame_0001.dpt         depth in scene units
     <root>/occlusions/<scene>/frame_0001.png    8-bit, 255 = occluded (invalid for evaluation)
+    <root>/camdata_left/<scene>/frame_0001.cam  intrinsics and extrinsics (the depth download has them)
 
-A .dpt file is little-endian: float32 tag 202021.25, int32 width, int32 height, then
-width * height float32 depths, row-major. Frames are numbered from 0001.
+Depth files are .dpt, camera files .cam (recon_trainer/data/formats/sintel_dpt.py). Frames are
+numbered from 0001.
+
+Records: depth in Sintel's scene units, labelled "metric" (Blender units, about metres: the
+depth_cap of 72 is MiDaS's), label type "synthetic", sequence = the scene, frame = the frame
+number; the non-occluded pixels as extras["eval_mask"] (H, W) bool (with use_occlusions). With
+camdata_left/, the intrinsics (K of the .cam, integer pixel centres: half a pixel is added,
+data/records.py) and camera_to_world (the inverse of its world-to-camera [R | t], OpenCV axes);
+without it, both are None.
 """
 from __future__ import annotations
 
@@ -15,25 +23,34 @@ import os
 from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.config.choices import choice_field
-from recon_trainer.data.depth.base import DepthDataset, DepthSample
+from recon_trainer.data.depth.base import DepthDataset, depth_tensor, image_tensor
 from recon_trainer.data.depth.image_files import open_image, read_rgb
 from recon_trainer.data.file_check import DataFile
+from recon_trainer.data.formats.poses import rigid_matrix
+from recon_trainer.data.formats.sintel_dpt import read_cam, read_dpt, write_cam, write_dpt
+from recon_trainer.data.records import (
+    ViewRecord,
+    intrinsics_centre_to_corner,
+    intrinsics_corner_to_centre,
+    invert_pose,
+    opencv_view_from_cameras,
+)
 from recon_trainer.errors import DataFileError
 
 if TYPE_CHECKING:
     from recon_trainer.data.depth.synthetic import DepthViews
 
-DPT_TAG = 202021.25
-DPT_HEADER = np.dtype([("tag", "<f4"), ("width", "<i4"), ("height", "<i4")])
-
 
 @registry.register
 class Sintel(DepthDataset):
-    """Sintel depth frames; records are (image, .dpt, occlusion PNG or "", scene)."""
+    """Sintel depth frames; samples are (image, .dpt, occlusion PNG or "", scene)."""
+
+    LABEL_TYPE = "synthetic"
 
     split: str = choice_field("test", ("test",))  # test: every frame of the training scenes (the only split)
     scenes: Tuple[str, ...] = ()  # only these scenes; (): every scene under depth/
@@ -60,11 +77,19 @@ class Sintel(DepthDataset):
                 records.append((image, os.path.join(depth_dir, name), occlusion, scene))
         return records
 
-    def record_files(self, record: Tuple[str, str, str, str]) -> Tuple[DataFile, ...]:
-        return tuple(DataFile(path) for path in record[:3] if path)
+    def camera_path(self, depth_path: str, scene: str) -> str:
+        """<root>/camdata_left/<scene>/<frame>.cam of a depth file ("" without camdata_left/)."""
+        if not os.path.isdir(os.path.join(self.root, "camdata_left")):
+            return ""
+        name = os.path.splitext(os.path.basename(depth_path))[0] + ".cam"
+        return os.path.join(self.root, "camdata_left", scene, name)
 
-    def load_sample(self, record: Tuple[str, str, str, str]) -> DepthSample:
-        image_path, depth_path, occlusion_path, scene = record
+    def record_files(self, sample: Tuple[str, str, str, str]) -> Tuple[DataFile, ...]:
+        camera = self.camera_path(sample[1], sample[3])
+        return tuple(DataFile(path) for path in sample[:3] if path) + ((DataFile(camera, "file"),) if camera else ())
+
+    def load_sample(self, sample: Tuple[str, str, str, str]) -> ViewRecord:
+        image_path, depth_path, occlusion_path, scene = sample
         rgb = read_rgb(image_path)
         depth = read_dpt(depth_path)
         mask = None
@@ -74,7 +99,25 @@ class Sintel(DepthDataset):
         for name, array in ((depth_path, depth), (occlusion_path, mask)):
             if array is not None and array.shape != rgb.shape[:2]:
                 raise DataFileError(f"Sintel: {name!r} is {array.shape}, its image {image_path!r} {rgb.shape[:2]}")
-        return DepthSample(image=rgb, depth=depth, mask=mask, path=image_path, sequence=scene)
+        intrinsics = camera_to_world = None
+        camera_path = self.camera_path(depth_path, scene)
+        if camera_path:
+            camera = read_cam(camera_path)
+            intrinsics = intrinsics_centre_to_corner(torch.from_numpy(camera.intrinsics)).float()
+            world_to_camera = rigid_matrix(camera.world_to_camera[:, :3], camera.world_to_camera[:, 3])
+            camera_to_world = invert_pose(torch.from_numpy(world_to_camera)).float()
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        return ViewRecord(
+            image=image_tensor(rgb),
+            depth=depth_tensor(depth),
+            depth_kind="metric",
+            intrinsics=intrinsics,
+            camera_to_world=camera_to_world,
+            sequence=scene,
+            frame=int(stem[len("frame_"):]) if stem.startswith("frame_") and stem[6:].isdigit() else 0,
+            path=image_path,
+            extras={} if mask is None else {"eval_mask": torch.from_numpy(np.ascontiguousarray(mask))},
+        )
 
 
 def select_scenes(folder: str, scenes: Sequence[str], owner: str) -> List[str]:
@@ -87,47 +130,15 @@ def select_scenes(folder: str, scenes: Sequence[str], owner: str) -> List[str]:
     return sorted(scenes)
 
 
-def dpt_shape(header: bytes, n_bytes: int) -> Tuple[int, int]:
-    """(height, width) of a .dpt file from its first bytes (at least the 12-byte header) and its
-    size in bytes; ValueError saying what is wrong when the tag or the size does not match."""
-    if n_bytes < DPT_HEADER.itemsize or len(header) < DPT_HEADER.itemsize:
-        raise ValueError(f"{n_bytes} bytes, too short for a .dpt header ({DPT_HEADER.itemsize} bytes)")
-    fields = np.frombuffer(header, DPT_HEADER, count=1)[0]
-    if fields["tag"] != np.float32(DPT_TAG):
-        raise ValueError(f".dpt tag {float(fields['tag'])!r} found, {DPT_TAG} expected")
-    width, height = int(fields["width"]), int(fields["height"])
-    expected = DPT_HEADER.itemsize + 4 * width * height
-    if width <= 0 or height <= 0 or n_bytes != expected:
-        raise ValueError(f"{n_bytes} bytes for a {width}x{height} .dpt, expected {expected}")
-    return height, width
-
-
-def read_dpt(path: str) -> np.ndarray:
-    """(H, W) float32 depth from a Sintel .dpt file; DataFileError naming the file when malformed."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-        height, width = dpt_shape(data, len(data))
-    except (OSError, ValueError) as error:
-        raise DataFileError(f"{path!r}: {error}") from None
-    return np.frombuffer(data, "<f4", offset=DPT_HEADER.itemsize).reshape(height, width).astype(np.float32)
-
-
-def write_dpt(path: str, depth: np.ndarray) -> None:
-    """Write (H, W) depth as a .dpt file (float32, exact)."""
-    height, width = depth.shape
-    header = np.array([(DPT_TAG, width, height)], dtype=DPT_HEADER)
-    with open(path, "wb") as handle:
-        handle.write(header.tobytes() + np.ascontiguousarray(depth, dtype="<f4").tobytes())
-
-
 def write_sintel(out_dir: str, views: "DepthViews", scenes: Sequence[str] = ("alley_1",)) -> str:
     """Write views as Sintel frames, split into `scenes` in order: final_left PNGs, exact .dpt depth
-    and occlusion PNGs marking a box of a quarter of each side (moving with the frame) as occluded.
-    Returns out_dir (the reader's root)."""
+    and occlusion PNGs marking a box of a quarter of each side (moving with the frame) as occluded;
+    with views.cameras, camdata_left .cam files of each view's K (integer pixel centres) and
+    world-to-camera matrix. Returns out_dir (the reader's root)."""
     height, width = views.depth.shape[1:]
+    kinds = ("final_left", "depth", "occlusions") + (("camdata_left",) if views.cameras is not None else ())
     for scene, ids in zip(scenes, np.array_split(np.arange(len(views.rgb)), len(scenes))):
-        folders = {kind: os.path.join(out_dir, kind, scene) for kind in ("final_left", "depth", "occlusions")}
+        folders = {kind: os.path.join(out_dir, kind, scene) for kind in kinds}
         for folder in folders.values():
             os.makedirs(folder, exist_ok=True)
         for frame, i in enumerate(ids, start=1):
@@ -138,4 +149,9 @@ def write_sintel(out_dir: str, views: "DepthViews", scenes: Sequence[str] = ("al
             top, left = (frame * 3) % (height - height // 4), (frame * 5) % (width - width // 4)
             occluded[top : top + max(1, height // 4), left : left + max(1, width // 4)] = 255
             Image.fromarray(occluded).save(os.path.join(folders["occlusions"], stem + ".png"))
+            if views.cameras is not None:
+                intrinsics, camera_to_world = opencv_view_from_cameras(views.cameras[int(i)])
+                write_cam(os.path.join(folders["camdata_left"], stem + ".cam"),
+                          intrinsics_corner_to_centre(intrinsics[0].double()).numpy(),
+                          invert_pose(camera_to_world[0].double()).numpy())
     return out_dir

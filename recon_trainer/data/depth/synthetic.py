@@ -21,17 +21,19 @@ import functools
 import importlib
 import math
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-import trimesh
 from PIL import Image
 
 from recon_trainer.data.cameras import PerspectiveCameras, join_cameras, look_at_cameras
+from recon_trainer.data.formats.poses import matrix_to_quaternion
 from recon_trainer.data.providers.rendered_mesh import COW_OBJ
-from recon_trainer.data.providers.scene_meshes import load_mesh_file, normalize_to_unit_sphere, procedural_scene_mesh
-from recon_trainer.data.scene_rendering import render_mesh, sample_texture_bilinear
+from recon_trainer.data.records import opencv_view_from_cameras
+
+if TYPE_CHECKING:
+    import trimesh
 
 _ROOM_SHAPE = np.array([1.0, 0.6, 1.0])  # room extents (x, y, z) before scaling its diagonal to the far depth
 _LIGHT_AMBIENT = 0.45  # ambient fraction of the albedo
@@ -76,6 +78,8 @@ def render_depth_views(
 
     fov_degrees: the field of view across the shorter image side.
     """
+    from recon_trainer.data import scene_rendering  # imported here: trimesh is slow to import
+
     near, far = (float(d) for d in depth_range)
     if not 0 < near < far:
         raise ValueError(f"render_depth_views: depth_range={depth_range}: expected 0 < near < far")
@@ -86,7 +90,8 @@ def render_depth_views(
         room = synthetic_room(seed, scene_index, depth_range)
         rng = np.random.default_rng([seed, scene_index, 1])
         cams = room_cameras(room, min(views_per_scene, n_views - start), near, fov_degrees, image_size_hw, rng)
-        rendering = render_mesh(room.mesh, cams, image_size_hw, light_location=room.light, ambient=_LIGHT_AMBIENT)
+        rendering = scene_rendering.render_mesh(room.mesh, cams, image_size_hw, light_location=room.light,
+                                                ambient=_LIGHT_AMBIENT)
         if not bool((rendering.mask > 0).all()):
             raise RuntimeError(f"render_depth_views: a ray left the room (seed {seed}, scene {scene_index})")
         rgb.append(np.round(rendering.rgb.numpy() * 255.0).astype(np.uint8))
@@ -162,6 +167,8 @@ Part = Tuple[np.ndarray, np.ndarray, np.ndarray]  # vertices (V, 3), faces (F, 3
 
 def _join(parts: Sequence[Part]) -> trimesh.Trimesh:
     """One face-coloured mesh from parts."""
+    import trimesh  # imported here: slow to import, only rendering needs it
+
     offsets = np.cumsum([0] + [len(v) for v, _, _ in parts[:-1]])
     colours = np.concatenate([c for _, _, c in parts])
     rgba = np.concatenate([np.round(colours * 255.0), np.full((len(colours), 1), 255.0)], axis=1).astype(np.uint8)
@@ -208,6 +215,8 @@ def _room_surfaces(extents: np.ndarray, rng: np.random.Generator) -> Part:
 
 @functools.lru_cache(maxsize=None)
 def _unit_shapes() -> Part:
+    from recon_trainer.data.providers.scene_meshes import normalize_to_unit_sphere, procedural_scene_mesh
+
     mesh = normalize_to_unit_sphere(procedural_scene_mesh())
     return mesh.vertices.copy(), mesh.faces.copy(), mesh.visual.face_colors[:, :3] / 255.0
 
@@ -215,6 +224,11 @@ def _unit_shapes() -> Part:
 @functools.lru_cache(maxsize=None)
 def _unit_cow() -> Part:
     """The cow with its texture sampled at each face's centre (face colours)."""
+    import trimesh  # imported here: slow to import, only rendering needs it
+
+    from recon_trainer.data.providers.scene_meshes import load_mesh_file, normalize_to_unit_sphere
+    from recon_trainer.data.scene_rendering import sample_texture_bilinear
+
     mesh = load_mesh_file(COW_OBJ)
     uv = np.asarray(mesh.visual.uv, dtype=np.float64)[mesh.faces].mean(axis=1)
     texture = np.asarray(mesh.visual.material.image.convert("RGB"), dtype=np.float64) / 255.0
@@ -225,6 +239,8 @@ def _unit_cow() -> Part:
 
 @functools.lru_cache(maxsize=None)
 def _unit_box() -> Tuple[np.ndarray, np.ndarray]:
+    import trimesh  # imported here: slow to import, only rendering needs it
+
     box = trimesh.creation.box(extents=(1.0, 1.6, 1.0))
     vertices, faces = trimesh.remesh.subdivide_to_size(box.vertices, box.faces, max_edge=0.2)
     return vertices / np.linalg.norm(vertices, axis=1).max(), faces
@@ -277,13 +293,18 @@ def write_tum(out_dir: str, views: DepthViews, fps: float = 30.0, seed: int = 0)
     depth is beyond 65535 / 5000 m), rgb.txt and depth.txt ("timestamp path" lines under '#'
     headers). Frame i is at start + i / fps; its depth timestamp is jittered by up to +-0.3 / fps
     (so association is needed) and depth.txt has one extra frame 1 s after the last, matching no
-    image. Returns out_dir."""
+    image. With views.cameras, groundtruth.txt holds each view's camera-to-world pose (OpenCV axes)
+    at its image's time jittered by up to +-0.1 / fps, plus a pose 0.5 / fps before each image's
+    (the mocap runs faster than the camera). The views' intrinsics are not stored (TUM's are fixed
+    per sensor: depth/tum.py). Returns out_dir."""
     rng = np.random.default_rng(seed)
     for folder in ("rgb", "depth"):
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     n = len(views.rgb)
     rgb_times = _TUM_START + np.arange(n) / fps
     depth_times = rgb_times + rng.uniform(-0.3, 0.3, size=n) / fps
+    if views.cameras is not None:
+        _write_tum_groundtruth(os.path.join(out_dir, "groundtruth.txt"), views.cameras, rgb_times, fps, rng)
     rgb_lines, depth_lines = [], []
     for i in range(n):
         rgb_name, depth_name = f"rgb/{rgb_times[i]:.6f}.png", f"depth/{depth_times[i]:.6f}.png"
@@ -301,6 +322,23 @@ def write_tum(out_dir: str, views: DepthViews, fps: float = 30.0, seed: int = 0)
         with open(os.path.join(out_dir, f"{kind}.txt"), "w") as f:
             f.write("\n".join(header + lines) + "\n")
     return out_dir
+
+
+def _write_tum_groundtruth(path: str, cameras: PerspectiveCameras, times: np.ndarray, fps: float,
+                           rng: np.random.Generator) -> None:
+    """groundtruth.txt of the cameras' poses at the images' times (write_tum): each pose at its
+    time jittered by up to +-0.1 / fps, after a decoy 0.5 / fps earlier (the previous view's pose)."""
+    poses = opencv_view_from_cameras(cameras)[1].double().numpy()
+    jitter = rng.uniform(-0.1, 0.1, size=len(times)) / fps
+    lines = []
+    for k, (time, offset, pose) in enumerate(zip(times, jitter, poses)):
+        for stamp, matrix in ((time - 0.5 / fps, poses[max(k - 1, 0)]), (time + offset, pose)):
+            qw, qx, qy, qz = matrix_to_quaternion(matrix[:3, :3])
+            values = [stamp, *matrix[:3, 3], qx, qy, qz, qw]
+            lines.append(f"{values[0]:.6f} " + " ".join(f"{v:.9f}" for v in values[1:]))
+    header = ["# ground truth trajectory", f"# file: '{TUM_SEQUENCE}.bag'", "# timestamp tx ty tz qx qy qz qw"]
+    with open(path, "w") as f:
+        f.write("\n".join(header + lines) + "\n")
 
 
 def tum_depth_png(depth: np.ndarray) -> np.ndarray:

@@ -5,7 +5,15 @@ MixtureDataSource (the data source built on them) lives in recon_trainer.data.mi
 it is not imported here, so that datasets can import `mixing.base` without the data-source stack.
 """
 from recon_trainer.data.mixing.base import MixableDataset
-from recon_trainer.data.mixing.combinators import ConcatDataset, RepeatedDataset, ResizedDataset, label_of, split_index
+from recon_trainer.data.mixing.combinators import (
+    ConcatDataset,
+    RepeatedDataset,
+    ResizedDataset,
+    label_of,
+    split_draw,
+    split_index,
+    takes_epoch_seed,
+)
 from recon_trainer.data.mixing.expression import (
     Concat,
     DatasetCall,
@@ -13,8 +21,10 @@ from recon_trainer.data.mixing.expression import (
     Resized,
     build_mixture,
     make_dataset,
+    named_terms,
     parse_mixture,
     top_level_terms,
+    unique_names,
 )
 from recon_trainer.data.mixing.sampler import MixingBatchSampler, quota_counts
 
@@ -31,8 +41,12 @@ __all__ = [
     "build_mixture",
     "label_of",
     "make_dataset",
+    "named_terms",
     "parse_mixture",
     "quota_counts",
+    "split_draw",
     "split_index",
+    "takes_epoch_seed",
     "top_level_terms",
+    "unique_names",
 ]

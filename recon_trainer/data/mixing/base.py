@@ -14,9 +14,17 @@ class MixableDataset(ReplaceableBase):
     ReDWeb with those config fields. Fields named in PATH_FIELDS that hold a relative path are
     joined to the data source's data_root. `name` labels the dataset in results and in the
     mixing statistics.
+
+    POSITIONAL_FIELDS names the fields that positional arguments fill, in order: with
+    `("size",)`, `Habitat(1_000_000, split='train')` is `Habitat(size=1_000_000, split='train')`
+    (DUSt3R's spelling); more positional arguments than names is a ConfigError.
+    A subclass that sets TAKES_EPOCH_SEED = True is indexed with (index, epoch_seed, draw)
+    by the combinators (data/mixing/combinators.py) instead of a plain int.
     """
 
     PATH_FIELDS: ClassVar[Tuple[str, ...]] = ()
+    POSITIONAL_FIELDS: ClassVar[Tuple[str, ...]] = ()
+    TAKES_EPOCH_SEED: ClassVar[bool] = False
 
     name: str = ""  # label in results and mixing statistics; "": the class name
 

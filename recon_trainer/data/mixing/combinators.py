@@ -1,8 +1,17 @@
 """Map-style combinators of datasets: `N @ ds`, `k * ds` and `a + b` of a mixing expression.
 
-An index is an int or a tuple (index, epoch_seed). Combinators pass the seed down (the
-ResizedDataset picks its permutation with it) and give the datasets below them a plain int; an
-int index means seed 0. No epoch state is kept, so they work unchanged in DataLoader workers.
+An index is an int, a tuple (index, epoch_seed) or a tuple (index, epoch_seed, draw). Combinators
+pass the seed down (the ResizedDataset picks its permutation with it); an int index means seed 0.
+`draw` identifies the item drawn: the index at the outermost combinator (where the batch sampler
+addressed it), passed down unchanged, so that the 200 draws of one sequence in `10000 @ Co3d(...)`
+(50 sequences) are told apart. A dataset below them gets a plain int, unless it sets the class
+attribute TAKES_EPOCH_SEED: then it gets (index, epoch_seed, draw) and can seed its own random
+choices with them (data/sampling/sequences.py), the same in every DataLoader worker.
+
+No epoch state is kept, so they work unchanged in DataLoader workers. The per-epoch hook
+(data/epoch_hooks.py) reaches the datasets below every combinator through `children` (a
+ConcatDataset's terms, the one dataset of `N @` and `k *`): unlike DUSt3R's MulDataset, which
+forwarded neither set_epoch nor set_ratio, `k * ds` passes `on_epoch_start` on like the others.
 """
 from __future__ import annotations
 
@@ -14,15 +23,31 @@ from torch.utils.data import Dataset
 
 from recon_trainer.data.mixing.permutation import LazyPermutation
 
-Index = Union[int, Tuple[int, int]]
+Index = Union[int, Tuple[int, int], Tuple[int, int, int]]
 
 
 def split_index(index: Index) -> Tuple[int, int]:
     """(index, epoch_seed) of an int or a tuple index (an int has seed 0)."""
+    position, seed, _ = split_draw(index)
+    return position, seed
+
+
+def split_draw(index: Index) -> Tuple[int, int, int]:
+    """(index, epoch_seed, draw) of an int or a tuple index: an int has seed 0, and a tuple
+    without a draw is the draw of its own index."""
     if isinstance(index, tuple):
+        if len(index) == 3:
+            position, seed, draw = index
+            return int(position), int(seed), int(draw)
         position, seed = index
-        return int(position), int(seed)
-    return int(index), 0
+        return int(position), int(seed), int(position)
+    return int(index), 0, int(index)
+
+
+def takes_epoch_seed(dataset: Any) -> bool:
+    """Whether `dataset` is indexed with (index, epoch_seed, draw) (a combinator, or a dataset
+    whose class sets TAKES_EPOCH_SEED) rather than a plain int."""
+    return isinstance(dataset, MixtureNode) or bool(getattr(dataset, "TAKES_EPOCH_SEED", False))
 
 
 def label_of(dataset: Any) -> str:
@@ -38,15 +63,20 @@ class MixtureNode(Dataset, abc.ABC):
     def label(self) -> str:
         """The label of the dataset below (a concatenation joins its children's with '+')."""
 
-    def _position(self, index: Index) -> Tuple[int, int]:
-        position, seed = split_index(index)
+    @property
+    def children(self) -> List[Any]:
+        """The datasets directly below (the per-epoch hook visits them)."""
+        return [self.dataset]
+
+    def _position(self, index: Index) -> Tuple[int, int, int]:
+        position, seed, draw = split_draw(index)
         if not 0 <= position < len(self):
             raise IndexError(f"{type(self).__name__} ({self.label()}): index {position} out of range [0, {len(self)})")
-        return position, seed
+        return position, seed, draw
 
     @staticmethod
-    def _fetch(dataset: Any, position: int, seed: int) -> Any:
-        return dataset[(position, seed)] if isinstance(dataset, MixtureNode) else dataset[position]
+    def _fetch(dataset: Any, position: int, seed: int, draw: int) -> Any:
+        return dataset[(position, seed, draw)] if takes_epoch_seed(dataset) else dataset[position]
 
 
 class ResizedDataset(MixtureNode):
@@ -73,9 +103,9 @@ class ResizedDataset(MixtureNode):
         return LazyPermutation(len(self.dataset), seed)
 
     def __getitem__(self, index: Index) -> Any:
-        position, seed = self._position(index)
+        position, seed, draw = self._position(index)
         permutation = self.permutation(seed)
-        return self._fetch(self.dataset, permutation[position % len(permutation)], seed)
+        return self._fetch(self.dataset, permutation[position % len(permutation)], seed, draw)
 
 
 class RepeatedDataset(MixtureNode):
@@ -93,8 +123,8 @@ class RepeatedDataset(MixtureNode):
         return label_of(self.dataset)
 
     def __getitem__(self, index: Index) -> Any:
-        position, seed = self._position(index)
-        return self._fetch(self.dataset, position // self.k, seed)
+        position, seed, draw = self._position(index)
+        return self._fetch(self.dataset, position // self.k, seed, draw)
 
 
 class ConcatDataset(MixtureNode):
@@ -103,13 +133,18 @@ class ConcatDataset(MixtureNode):
     def __init__(self, children: Sequence[Any]) -> None:
         if not children:
             raise ValueError("ConcatDataset: needs at least one dataset")
-        self.children = list(children)
+        self._children = list(children)
         self._ends: List[int] = []
         for child in self.children:
             self._ends.append((self._ends[-1] if self._ends else 0) + len(child))
 
     def __len__(self) -> int:
         return self._ends[-1]
+
+    @property
+    def children(self) -> List[Any]:
+        """The terms, in order."""
+        return self._children
 
     @property
     def component_sizes(self) -> List[int]:
@@ -125,11 +160,11 @@ class ConcatDataset(MixtureNode):
 
     def component_of(self, index: Index) -> int:
         """Which child holds the item `index`."""
-        position, _ = self._position(index)
+        position, _, _ = self._position(index)
         return bisect.bisect_right(self._ends, position)
 
     def __getitem__(self, index: Index) -> Any:
-        position, seed = self._position(index)
+        position, seed, draw = self._position(index)
         component = bisect.bisect_right(self._ends, position)
         start = self._ends[component - 1] if component > 0 else 0
-        return self._fetch(self.children[component], position - start, seed)
+        return self._fetch(self.children[component], position - start, seed, draw)

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import collections
-from typing import Dict, Iterable, List, Optional, Tuple
+import dataclasses
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from torch.utils.data import DataLoader
 
-from recon_trainer.config import ConfigError, registry
+from recon_trainer.config import ConfigError, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.data.batching import BatchBuilderBase, BatchCollate
+from recon_trainer.data.builtin_data import BuiltinDataBase
 from recon_trainer.data.data_source import SPLITS, DataLoaderMap, DatasetMap, DataSourceBase
 from recon_trainer.data.file_check import check_split_files
-from recon_trainer.data.frame_data import collate
 from recon_trainer.data.mixing.combinators import ConcatDataset
 from recon_trainer.data.mixing.expression import (
     MAX_ITEMS,
@@ -18,11 +20,26 @@ from recon_trainer.data.mixing.expression import (
     assemble_mixture,
     build_leaves,
     top_level_terms,
+    unique_names,
     validate_mixture,
 )
 from recon_trainer.data.mixing.sampler import MixingBatchSampler
 
 MIXING_MODES = ("concat", "equal", "weighted")
+
+
+@dataclasses.dataclass
+class MixtureDataLoaderMap(DataLoaderMap):
+    """DataLoaderMap plus one loader per top-level term of the test expression.
+
+    `test` stays the loader over the whole test expression (the concatenation of its terms), so
+    the trainer and evaluators see what they saw before; `test_sets` maps each term's name (its
+    dataset label, repeats numbered #2, #3, ...: expression.unique_names) to a loader over that
+    term alone, as DUSt3R and Spann3R build one test loader per '+'-separated part. Empty when
+    there is no test split.
+    """
+
+    test_sets: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @registry.register
@@ -38,6 +55,15 @@ class MixtureDataSource(DataSourceBase):
     Construction checks the expressions (syntax, dataset names, keywords, sizes); building the
     datasets first checks the files of every split's datasets (data/file_check.py), before the
     combinators and loaders are made.
+
+    With an empty data_root and a `builtin_data` generator (a method's configs name theirs), the
+    expressions read the generator's synthetic data, written once into the cache
+    (data/builtin_data.py).
+
+    Batches: `batch_builder` turns the datasets' items into the method's batch (data/batching.py);
+    the default FrameDataBatch collates FrameData items as frame_data.collate always did and
+    converts records to FrameData. The loaders are a MixtureDataLoaderMap: `test` over the whole
+    test expression and `test_sets` with one loader per top-level term, named by its dataset.
     """
 
     data_root: str = ""  # relative dataset paths in the expressions are joined to it; "": as written
@@ -52,9 +78,14 @@ class MixtureDataSource(DataSourceBase):
     eval_batch_size: int = 1  # val and test items per batch (items of different sizes need 1)
     skip_unreadable: bool = False  # skip (and count) items whose files fail the check instead of stopping
     check_files: bool = True  # check every split's files (headers) before training
+    batch_builder: BatchBuilderBase
+    batch_builder_class_type: str = "FrameDataBatch"  # how items become batches: FrameDataBatch, RecordBatch or a method's
+    builtin_data: Optional[BuiltinDataBase]
+    builtin_data_class_type: Optional[str] = None  # with data_root "": the method's built-in data generator
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        run_auto_creation(self)
         check_choices(self)
         for key in ("batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
@@ -81,17 +112,29 @@ class MixtureDataSource(DataSourceBase):
         return top_level_terms(validate_mixture(text)) if text.strip() else ()
 
     def get_datasets_and_dataloaders(self) -> Tuple[DatasetMap, DataLoaderMap]:
+        data_root = self.data_root
+        if not data_root and self.builtin_data is not None:
+            data_root = self.builtin_data.ensure_written()
+            print(f"recon_trainer: no data_root given ({type(self).__name__}.data_root); training on the built-in "
+                  f"data: {self.builtin_data.describe()}, cached in {data_root}", flush=True)
         texts = {split: getattr(self, split) for split in SPLITS if getattr(self, split).strip()}
-        leaves = {split: build_leaves(text, self.data_root) for split, text in texts.items()}
+        leaves = {split: build_leaves(text, data_root) for split, text in texts.items()}
         if self.check_files:
             check_split_files(leaves, self.skip_unreadable, f"data_source_{type(self).__name__}_args")
         datasets = DatasetMap(**{split: assemble_mixture(text, leaves[split]) for split, text in texts.items()})
-        loaders = DataLoaderMap(
+        loaders = MixtureDataLoaderMap(
             train=self._train_loader(datasets.train),
             val=self._eval_loader(datasets.val),
             test=self._eval_loader(datasets.test),
+            test_sets=self.test_sets(datasets.test),
         )
         return datasets, loaders
+
+    def test_sets(self, dataset: Optional[ConcatDataset]) -> Dict[str, DataLoader]:
+        """One eval loader per top-level term of the test split, named by the term's label."""
+        if dataset is None:
+            return {}
+        return dict(zip(unique_names(dataset.labels()), (self._eval_loader(term) for term in dataset.children)))
 
     def train_shares(self, dataset: ConcatDataset) -> List[float]:
         """Each component's share of a train batch (not normalised)."""
@@ -106,13 +149,14 @@ class MixtureDataSource(DataSourceBase):
             return None
         n_batches = self.batches_per_epoch or max(1, len(dataset) // self.batch_size)
         sampler = MixingBatchSampler(dataset.component_sizes, self.batch_size, n_batches, self.train_shares(dataset))
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=BatchCollate(self.batch_builder))
 
-    def _eval_loader(self, dataset: Optional[ConcatDataset]) -> Optional[DataLoader]:
+    def _eval_loader(self, dataset: Optional[Any]) -> Optional[DataLoader]:
         if dataset is None:
             return None
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=collate)
+                          collate_fn=BatchCollate(self.batch_builder))
 
 
 def count_labels(batches: Iterable, key: str = "dataset") -> Dict[str, int]:

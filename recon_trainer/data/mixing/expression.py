@@ -1,18 +1,26 @@
 """Mixing expressions: a safe parser for DUSt3R-style dataset arithmetic, and the builder.
 
     "10000 @ ReDWeb(root='ReDWeb_V1', training_crop=384) + 2 * TUM(root='tum', split='test')"
+    " + 100_000 @ Habitat(1_000_000, split='train', aug_crop=16, resolution=224, transform=ColorJitter)"
 
 Grammar (`@` and `*` bind tighter than `+`, as in Python):
 
     expr := term ('+' term)*
     term := INT '@' atom | INT '*' atom | atom
-    atom := Name '(' [key=literal, ...] ')' | Name | '(' expr ')'
+    atom := Name '(' [literal, ...] [key=value, ...] ')' | Name | '(' expr ')'
+    value := literal | Name
 
 `N @ ds` resizes ds to N items (ResizedDataset), `k * ds` repeats every item k times
 (RepeatedDataset), `+` concatenates. Names are registered MixableDataset subclasses and the
-keywords their config fields; values are literals (numbers, strings, True/False/None, tuples or
-lists of them). The text is parsed with `ast.parse` and walked through a whitelist: nothing in
-it is ever executed.
+keywords their config fields; positional arguments fill the fields the class lists in
+POSITIONAL_FIELDS (DUSt3R's `Habitat(1_000_000, ...)`). Values are literals (numbers, strings,
+True/False/None, tuples or lists of them) or the bare name of a registered image transform
+(`transform=ColorJitter`, data/transforms.py), which the field receives as its name (a string).
+A count may carry a sign, as DUSt3R's " + 100_000 @ Habitat(...)" does. The text is parsed with
+`ast.parse` and walked through a whitelist: nothing in it is ever executed.
+
+Test sets: `named_terms` splits an expression on its top-level '+' into separately named parts
+(DUSt3R and Spann3R build one test loader per '+'-separated part of their test string).
 """
 from __future__ import annotations
 
@@ -29,15 +37,18 @@ from recon_trainer.config.choices import choice_fields
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.data.mixing.base import MixableDataset
 from recon_trainer.data.mixing.combinators import ConcatDataset, RepeatedDataset, ResizedDataset
+from recon_trainer.data.transforms import transform_names
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetCall:
-    """`Name(key=value, ...)`: a registered MixableDataset and its config fields."""
+    """`Name(arg, ..., key=value, ...)`: a registered MixableDataset and its config fields
+    (positional arguments fill the class's POSITIONAL_FIELDS when it is built)."""
 
     name: str
     kwargs: Dict[str, Any]
     text: str = dataclasses.field(default="", compare=False)  # the term as written
+    args: Tuple[Any, ...] = ()  # positional arguments, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,21 +165,38 @@ class _Parser:
     def call(self, node: ast.Call, text: str) -> DatasetCall:
         if not isinstance(node.func, ast.Name):
             raise self.error("only a registered dataset name can be called, as in 'Dataset(key=value)'", node.func)
-        if node.args:
-            raise self.error(f"{node.func.id}: positional arguments are not supported; write key=value", node.args[0])
+        name = node.func.id
+        args = []
+        for position, arg in enumerate(node.args, 1):
+            if isinstance(arg, ast.Starred):
+                raise self.error(f"{name}: '*' unpacking is not supported; write key=value", arg)
+            if not self.is_literal(arg):
+                raise self.error(f"{name}: positional argument {position} must be a literal (number, string, True, "
+                                 f"False, None, or a tuple or list of them)", arg)
+            args.append(ast.literal_eval(arg))
         kwargs = {}
         for keyword in node.keywords:
             if keyword.arg is None:
-                raise self.error(f"{node.func.id}: '**' unpacking is not supported; write key=value", keyword)
-            if not self.is_literal(keyword.value):
-                name = keyword.value.id if isinstance(keyword.value, ast.Name) else None
-                hint = f"; to pass a string, quote it: '{name}'" if name else ""
-                raise self.error(
-                    f"{node.func.id}: the value of {keyword.arg!r} must be a literal (number, string, True, False, "
-                    f"None, or a tuple or list of them){hint}", keyword.value
-                )
-            kwargs[keyword.arg] = ast.literal_eval(keyword.value)
-        return DatasetCall(node.func.id, kwargs, text)
+                raise self.error(f"{name}: '**' unpacking is not supported; write key=value", keyword)
+            kwargs[keyword.arg] = self.keyword_value(name, keyword)
+        return DatasetCall(name, kwargs, text, tuple(args))
+
+    def keyword_value(self, name: str, keyword: ast.keyword) -> Any:
+        """A literal, or the name of a registered transform (a bare Name) as a string."""
+        value = keyword.value
+        if self.is_literal(value):
+            return ast.literal_eval(value)
+        transforms = transform_names()
+        if isinstance(value, ast.Name) and value.id in transforms:
+            return value.id
+        hint = ""
+        if isinstance(value, ast.Name):
+            closest = did_you_mean(value.id, transforms)
+            hint = f"{closest or ';'} transforms: {', '.join(transforms)}; to pass a string, quote it: '{value.id}'"
+        raise self.error(
+            f"{name}: the value of {keyword.arg!r} must be a literal (number, string, True, False, None, or a "
+            f"tuple or list of them) or the name of a registered transform{hint}", value
+        )
 
     def is_literal(self, node: ast.AST) -> bool:
         """Whether `node` is a whitelisted literal (checked before ast.literal_eval sees it)."""
@@ -190,6 +218,35 @@ def parse_mixture(text: str) -> Node:
 def top_level_terms(tree: Node) -> Tuple[Node, ...]:
     """The terms joined by the outermost '+' (the tree itself when there is none)."""
     return tree.children if isinstance(tree, Concat) else (tree,)
+
+
+def named_terms(text: str) -> List[Tuple[str, str]]:
+    """(name, term text) for each top-level '+' term of `text`: the name is the term's dataset
+    label (its `name` keyword, else the dataset class; a term of several datasets joins them
+    with '+'), made unique by appending #2, #3, ... to repeats. DUSt3R and Spann3R name their
+    test loaders by the part of the string before '('."""
+    terms = top_level_terms(parse_mixture(text))
+    return list(zip(unique_names([term_label(term) for term in terms]), [term.text for term in terms]))
+
+
+def term_label(node: Node) -> str:
+    """The label of a (sub)expression as the built datasets report it (combinators.label_of)."""
+    if isinstance(node, DatasetCall):
+        name = node.kwargs.get("name")
+        return name if isinstance(name, str) and name else node.name
+    if isinstance(node, Concat):
+        return "+".join(term_label(child) for child in node.children)
+    return term_label(node.child)
+
+
+def unique_names(labels: Sequence[str]) -> List[str]:
+    """`labels` with repeats numbered: ["Co3d", "Co3d", "X"] -> ["Co3d", "Co3d#2", "X"]."""
+    seen: Dict[str, int] = {}
+    names = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        names.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return names
 
 
 def build_mixture(text: str, data_root: str = "") -> ConcatDataset:
@@ -261,15 +318,22 @@ def _calls(node: Node) -> Iterator[DatasetCall]:
 
 
 def dataset_arguments(call: DatasetCall, data_root: str = "", source: str = "") -> Tuple[type, Dict[str, Any]]:
-    """The registered class of one `Name(key=value, ...)` term and its constructor arguments: names,
-    keywords, value types and choices checked (ConfigError), relative PATH_FIELDS joined to
-    data_root; `source` is the whole expression, quoted in errors."""
+    """The registered class of one `Name(arg, ..., key=value, ...)` term and its constructor
+    arguments: names, positional arguments (mapped to the class's POSITIONAL_FIELDS), keywords,
+    value types and choices checked (ConfigError), relative PATH_FIELDS joined to data_root;
+    `source` is the whole expression, quoted in errors."""
     where = f"mixing expression {source or call.text!r}"
     cls = registry.get(MixableDataset, call.name, slot=f"{where}: dataset")
     expand_args_fields(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    config = get_default_args(cls)
+    given = dict(_positional_arguments(call, cls, where))
     for key, value in call.kwargs.items():
+        if key in given:
+            raise ConfigError(f"{where}: {call.name} got two values for {key!r}: {given[key]!r} (positional) and "
+                              f"{value!r}")
+        given[key] = value
+    config = get_default_args(cls)
+    for key, value in given.items():
         if key not in fields:
             hint = did_you_mean(key, fields) or ";"
             raise ConfigError(f"{where}: {call.name} has no field {key!r}{hint} fields: {', '.join(fields)}")
@@ -280,14 +344,29 @@ def dataset_arguments(call: DatasetCall, data_root: str = "", source: str = "") 
             raise ConfigError(f"{where}: {call.name}.{key}={value!r}: {problem}") from None
     typed = OmegaConf.to_container(config)
     for key, choices in choice_fields(cls):
-        if key in call.kwargs and not choices.accepts(typed[key]):
+        if key in given and not choices.accepts(typed[key]):
             raise ConfigError(f"{where}: {choices.message(f'{call.name}.{key}', typed[key])}")
-    kwargs = {key: _as_field_value(typed[key], fields[key]) for key in call.kwargs}
+    kwargs = {key: _as_field_value(typed[key], fields[key]) for key in given}
     for key in cls.PATH_FIELDS:
         path = typed.get(key)
         if data_root and isinstance(path, str) and path and not os.path.isabs(path):
             kwargs[key] = os.path.join(os.path.expanduser(data_root), path)
     return cls, kwargs
+
+
+def _positional_arguments(call: DatasetCall, cls: type, where: str) -> List[Tuple[str, Any]]:
+    """(field, value) for each positional argument of `call`, by the class's POSITIONAL_FIELDS."""
+    names = tuple(getattr(cls, "POSITIONAL_FIELDS", ()))
+    if not call.args:
+        return []
+    if not names:
+        raise ConfigError(f"{where}: {call.name}: positional arguments are not supported; write key=value "
+                          f"(got {', '.join(repr(a) for a in call.args)})")
+    if len(call.args) > len(names):
+        plural = "s" if len(names) > 1 else ""
+        raise ConfigError(f"{where}: {call.name} takes at most {len(names)} positional argument{plural} "
+                          f"({', '.join(names)}), got {len(call.args)}: {', '.join(repr(a) for a in call.args)}")
+    return list(zip(names, call.args))
 
 
 def make_dataset(call: DatasetCall, data_root: str = "", source: str = "") -> MixableDataset:

@@ -14,6 +14,11 @@ view-space depth (pytorch3d Z, scene units, 0 = no surface) beside each image.
 Images: alpha becomes `fg_probability`; `image_rgb` is the colour composited over `bg_color`
 (default black, i.e. premultiplied alpha, matching a model that renders on a black background).
 The principal point is the image centre, and fx = fy = 0.5 * W / tan(0.5 * camera_angle_x) pixels.
+
+Each frame is read as a ViewRecord (`read_blender_view`: the composited image, the alpha as a soft
+mask_fg, depth, K in pixels, the OpenCV camera-to-world) and the provider's FrameData is made from
+it (providers/frames.py). In mixing expressions, `Blender(root=..., split=...)` gives the records of
+one split and `BlenderSequences(...)` SequenceRecords of N views of the scene.
 """
 from __future__ import annotations
 
@@ -21,27 +26,32 @@ import dataclasses
 import json
 import math
 import os
-from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Collection, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from recon_trainer.config import registry
-from recon_trainer.data.cameras import PerspectiveCameras, cameras_from_opengl_c2w, opengl_c2w_from_cameras
+from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.data.cameras import PerspectiveCameras, opengl_c2w_from_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.datasets import SingleSceneDataset, with_known_source_views
 from recon_trainer.data.file_check import DataFile, FileItems
 from recon_trainer.data.frame_data import FrameData
+from recon_trainer.data.mixing.base import MixableDataset
+from recon_trainer.data.providers.frames import view_frame_data
+from recon_trainer.data.records import ViewRecord
+from recon_trainer.data.sampling.sequences import SequenceDataset, SequenceEntry
+from recon_trainer.data.splits import DatasetMap
 from recon_trainer.errors import DataFileError
-
-if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
-    from recon_trainer.data.data_source import DatasetMap
 
 SPLITS = ("train", "val", "test")
 # Frame type of each split: train views are known, val and test views are held out.
 SPLIT_FRAME_TYPES = {"train": "train_known", "val": "test_unseen", "test": "test_unseen"}
 DEPTH_SUFFIX = "_depth.npy"
+# Right-multiplying an OpenGL camera-to-world (camera x right, y up, z back) gives OpenCV's (y down, z forward).
+OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
 class BlenderFormatError(DataFileError):
@@ -93,7 +103,6 @@ def read_blender_dataset_map(
 def list_blender_dataset(base_dir: str) -> DatasetMap:
     """A BlenderSplit per split, reading only the JSON files. Frame numbers run over train, then
     val, then test, so they are unique within the sequence."""
-    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
 
     splits = {}
     frame_number = 0
@@ -147,7 +156,6 @@ def single_scene_dataset_map(
     frames, and its eval_batches pair each test frame with k random train (known) frames, drawn
     with a fixed seed: test batches are [target, k known source views]. None: test frames only.
     """
-    from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
 
     test_dataset = None if test is None else SingleSceneDataset(test)
     if n_known_frames_for_test is not None:
@@ -171,43 +179,67 @@ def read_blender_split(
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> List[FrameData]:
-    """The frames of a listed split, each a single-frame FrameData (see the module doc)."""
+    """The frames of a listed split, each a single-frame FrameData made from its ViewRecord
+    (`read_blender_view`; see the module doc). When some frames have depth, a frame without a
+    depth file gets depth unknown (0) everywhere."""
+    views = [read_blender_view(listing, frame, sequence_name=sequence_name, downscale_factor=downscale_factor,
+                               bg_color=bg_color) for frame in listing.items]
+    sizes = {view.image_size_hw for view in views}
+    if len(sizes) > 1:
+        raise BlenderFormatError(f"{listing.transforms}: the images have different sizes {sorted(sizes)}; "
+                                 f"expected one size")
+    has_depth = any(view.depth is not None for view in views)
+    h, w = sizes.pop()
+    mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
+    frame_type = SPLIT_FRAME_TYPES.get(listing.split, "test_unseen")
+    frames = []
+    for view in views:
+        if has_depth and view.depth is None:
+            view.depth = torch.zeros(h, w)
+        frames.append(view_frame_data(view, frame_type, mask_crop))
+    return frames
+
+
+def read_blender_view(
+    listing: BlenderSplit,
+    frame: BlenderFrame,
+    *,
+    sequence_name: str,
+    downscale_factor: int = 1,
+    bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+    fg_mask: bool = True,
+) -> ViewRecord:
+    """One frame of a listed split as a ViewRecord.
+
+    image: the colour composited over bg_color (3, h, w); mask_fg: the alpha (h, w) float32 in
+    [0, 1] (None with fg_mask=False); depth: the `_depth.npy` beside the image (scene units,
+    depth_kind "metric"; 0 = no surface, unknown) or None; intrinsics: fx = fy = 0.5 * w /
+    tan(0.5 * camera_angle_x), principal point at the image centre; camera_to_world: the
+    transform_matrix with the camera's y and z axes flipped (OpenGL to OpenCV); label type
+    "synthetic"; frame: the frame number. At downscale_factor > 1 as `_frame_images`.
+    """
     if downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor}")
     if len(bg_color) != 3:
         raise ValueError(f"bg_color must be 3 numbers (R, G, B in [0, 1]), got {list(bg_color)}")
-    path = listing.transforms
-    loaded = []
-    for frame in listing.items:
-        rgba = _read_rgba(path, frame.index, frame.image_path)
-        depth = _read_depth(path, frame.index, frame.image_path, rgba.shape[:2])
-        loaded.append((frame, *_frame_images(rgba, depth, downscale_factor, bg_color)))
-    sizes = {tuple(image_rgb.shape[1:]) for _, image_rgb, *_ in loaded}
-    if len(sizes) > 1:
-        raise BlenderFormatError(f"{path}: the images have different sizes {sorted(sizes)}; expected one size")
-    has_depth = any(depth is not None for *_, depth, _ in loaded)
-    h, w = sizes.pop()
-    mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
-    frames = []
-    for frame, image_rgb, fg_probability, depth, depth_mask in loaded:
-        if has_depth and depth is None:  # a frame without a depth file: depth unknown everywhere
-            depth, depth_mask = torch.zeros(1, h, w), torch.zeros(1, h, w)
-        frames.append(
-            FrameData(
-                image_rgb=image_rgb,
-                fg_probability=fg_probability,
-                mask_crop=mask_crop,
-                depth_map=depth,
-                depth_mask=depth_mask,
-                camera=_camera(frame.c2w, listing.camera_angle_x, h, w),
-                image_size_hw=torch.tensor([h, w], dtype=torch.long),
-                frame_number=frame.frame_number,
-                sequence_name=sequence_name,
-                frame_type=SPLIT_FRAME_TYPES.get(listing.split, "test_unseen"),
-                image_path=frame.image_path,
-            )
-        )
-    return frames
+    rgba = _read_rgba(listing.transforms, frame.index, frame.image_path)
+    depth = _read_depth(listing.transforms, frame.index, frame.image_path, rgba.shape[:2])
+    image_rgb, alpha, depth_map, _ = _frame_images(rgba, depth, downscale_factor, bg_color)
+    h, w = image_rgb.shape[1:]
+    focal = 0.5 * w / math.tan(0.5 * listing.camera_angle_x)
+    intrinsics = torch.tensor([[focal, 0.0, w / 2.0], [0.0, focal, h / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return ViewRecord(
+        image=image_rgb,
+        depth=None if depth_map is None else depth_map[0],
+        depth_kind="metric",
+        intrinsics=intrinsics.float(),
+        camera_to_world=(frame.c2w @ OPENGL_TO_OPENCV).float(),
+        mask_fg=alpha[0] if fg_mask else None,
+        sequence=sequence_name,
+        frame=frame.frame_number,
+        label_type="synthetic",
+        path=frame.image_path,
+    )
 
 
 def _read_transforms(path: str, base_dir: str) -> dict:
@@ -322,24 +354,6 @@ def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
     return image[: h * factor, : w * factor].reshape(h, factor, w, factor, c).mean(axis=(1, 3))
 
 
-def _camera(c2w: torch.Tensor, camera_angle_x: float, h: int, w: int) -> PerspectiveCameras:
-    """A single camera (N=1), float32, from a float64 OpenGL camera-to-world matrix."""
-    focal = 0.5 * w / math.tan(0.5 * camera_angle_x)
-    camera = cameras_from_opengl_c2w(
-        c2w[None],
-        torch.tensor([[focal, focal]], dtype=torch.float64),
-        torch.tensor([[w / 2.0, h / 2.0]], dtype=torch.float64),
-        torch.tensor([[h, w]], dtype=torch.long),
-    )
-    return PerspectiveCameras(
-        R=camera.R.float(),
-        T=camera.T.float(),
-        focal_length=camera.focal_length.float(),
-        principal_point=camera.principal_point.float(),
-        image_size=camera.image_size,
-    )
-
-
 def write_blender_split(
     base_dir: str,
     split: str,
@@ -427,3 +441,79 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
             n_known_frames_for_test=self.n_known_frames_for_test,
         )
 
+
+
+# Reading in mixing expressions: the frames (Blender) or sequences of N views (BlenderSequences) of a scene.
+
+
+class BlenderSource(MixableDataset):
+    """The fields and reading shared by Blender and BlenderSequences (not registered itself)."""
+
+    PATH_FIELDS = ("root",)
+
+    root: str = ""  # folder holding transforms_{train,val,test}.json, e.g. nerf_synthetic/lego
+    split: str = choice_field("train", SPLITS)  # which transforms_<split>.json: train, val or test
+    scene: str = ""  # sequence name of the records; "": the name of root's folder
+    downscale_factor: int = 1  # integer image downscaling by area averaging (2: 800x800 -> 400x400)
+    bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind transparent pixels; NeRF's white_bkgd is 1,1,1
+    fg_mask: bool = True  # mask_fg from the alpha channel; False: none (to stack with records that have no mask)
+
+    def list_frames(self) -> BlenderSplit:
+        """The split's frames (the JSON files are read, no image), numbered as the provider numbers them."""
+        check_choices(self)
+        if not self.root:
+            raise ConfigError(f"{type(self).__name__}.root is empty: set it to a Blender-layout folder")
+        return getattr(list_blender_dataset(self.root), self.split)
+
+    def read_frame(self, listing: BlenderSplit, position: int) -> ViewRecord:
+        """The listing's frame `position` as a ViewRecord (`read_blender_view`) labelled with this dataset."""
+        view = read_blender_view(
+            listing, listing.items[position], sequence_name=self.scene or os.path.basename(os.path.normpath(self.root)),
+            downscale_factor=self.downscale_factor, bg_color=tuple(self.bg_color), fg_mask=self.fg_mask,
+        )
+        view.dataset = self.label()
+        return view
+
+
+@registry.register
+class Blender(BlenderSource):
+    """A NeRF-synthetic (Blender-layout) scene's frames of one split, as ViewRecords read one at a
+    time (`read_blender_view`), e.g. `Blender(root='nerf_synthetic/lego', split='train')`."""
+
+    def __post_init__(self) -> None:
+        self._listing = self.list_frames()
+
+    def __len__(self) -> int:
+        return len(self._listing)
+
+    def __getitem__(self, index: int) -> ViewRecord:
+        return self.read_frame(self._listing, index)
+
+    def item_files(self, index: int) -> Sequence[DataFile]:
+        """The image (and depth) file of frame `index` (CheckableDataset)."""
+        return self._listing.item_files(index)
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these frames (CheckableDataset)."""
+        self._listing.drop_items(indices)
+
+
+@registry.register
+class BlenderSequences(SequenceDataset, BlenderSource):
+    """A Blender-layout scene as one sequence (the split's frames in file order: a ring capture's
+    neighbours are neighbours here) whose items are SequenceRecords of num_views sampled views
+    (data/sampling/sequences.py), e.g. `BlenderSequences(root='lego', num_views=4, min_thresh=1, max_thresh=5)`."""
+
+    def __post_init__(self) -> None:
+        self._listing = self.list_frames()
+        super().__post_init__()
+
+    def list_sequences(self) -> List[SequenceEntry]:
+        name = self.scene or os.path.basename(os.path.normpath(self.root))
+        return [SequenceEntry(name, tuple(range(len(self._listing))))]
+
+    def load_frame(self, sequence: SequenceEntry, frame: int) -> ViewRecord:
+        return self.read_frame(self._listing, frame)
+
+    def frame_files(self, sequence: SequenceEntry, frame: int) -> Sequence[DataFile]:
+        return self._listing.item_files(frame)

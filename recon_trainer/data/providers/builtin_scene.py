@@ -19,31 +19,21 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from recon_trainer.config import Configurable, registry, run_auto_creation
+from recon_trainer.data.builtin_data import cache_folder, write_folder_atomically
 from recon_trainer.data.cameras import PerspectiveCameras, look_at_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.providers.blender import SPLITS, read_blender_dataset_map, write_blender_split
+from recon_trainer.data.providers.scene_meshes import BUILTIN_SCENE_NAME, load_scene_mesh
+from recon_trainer.data.splits import DatasetMap
 
-if TYPE_CHECKING:  # data_source imports this module for ReconDataSource's fallback
-    from recon_trainer.data.data_source import DatasetMap
-
-CACHE_ENV = "RECON_TRAINER_CACHE"  # environment variable overriding the default cache root
-DEFAULT_CACHE_ROOT = os.path.join("~", ".cache", "recon_trainer", "scenes")
 # Part of every cache key: bump it when rendering changes so that old caches are not reused.
 RENDER_VERSION = 1
-BUILTIN_SCENE_NAME = "builtin"  # the procedural scene of scene_meshes.procedural_scene_mesh
-
-
-def default_cache_root() -> str:
-    """$RECON_TRAINER_CACHE if set, else ~/.cache/recon_trainer/scenes."""
-    return os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT)
 
 
 def split_view_indices(n_views: int, holdout_every: int) -> Dict[str, List[int]]:
@@ -153,9 +143,7 @@ class BuiltinScene(Configurable):
 
     def cache_folder(self) -> str:
         """The folder this scene is (or will be) cached in."""
-        digest = hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
-        root = os.path.expanduser(self.cache_dir) if self.cache_dir else default_cache_root()
-        return os.path.join(root, f"{self.label()}-{digest}")
+        return cache_folder(self.label(), self.settings(), self.cache_dir)
 
     def ensure_rendered(self) -> str:
         """The cache folder, rendered first if it does not exist yet."""
@@ -178,26 +166,11 @@ class BuiltinScene(Configurable):
 
         A non-empty out_dir is an error, unless exist_ok (another process rendered it meanwhile).
         """
-        out_dir = os.path.abspath(out_dir)
-        if os.path.isdir(out_dir) and os.listdir(out_dir) and not exist_ok:
-            raise FileExistsError(f"{out_dir} exists and is not empty; choose a new folder")
-        parent = os.path.dirname(out_dir)
-        os.makedirs(parent, exist_ok=True)
-        tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out_dir)}-")
-        try:
-            self._render_into(tmp_dir)
-            try:
-                os.rename(tmp_dir, out_dir)  # atomic; replaces out_dir only if it is an empty folder
-            except OSError:
-                if not (exist_ok and os.path.isdir(out_dir) and os.listdir(out_dir)):
-                    raise
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        write_folder_atomically(out_dir, self._render_into, exist_ok)
 
     def _render_into(self, folder: str) -> None:
         # Imported here: trimesh takes a second or more to import, and only rendering needs it.
         from recon_trainer.data import scene_rendering
-        from recon_trainer.data.providers.scene_meshes import load_scene_mesh
 
         mesh = load_scene_mesh(self.scene)
         angles = ring_view_angles(self.n_views, tuple(float(e) for e in self.elevation_range), self.seed)

@@ -23,33 +23,35 @@ Reading follows NeRF's `load_llff_data` with its defaults (as Implicitron's Llff
 - No masks or depth: fg_probability and depth_map are None, mask_crop is all ones.
   `meta["depth_bounds"]` is the frame's (near, far) in the (rescaled) world units.
 Not done: NeRF's NDC ray space for forward-facing scenes (our rays stay in world space) and spherify.
+
+Each image is read as a ViewRecord (`read_llff_view`: K in pixels, the OpenCV camera-to-world of
+the normalised scene, the bounds in extras["depth_bounds"]) and the provider's FrameData is made
+from it (providers/frames.py). In mixing expressions, `LLFF(root=..., split=...)` gives the records
+of a split (train, test or all) and `LLFFSequences(...)` SequenceRecords of N views of the scene.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import Collection, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from recon_trainer.config import registry
-from recon_trainer.data.cameras import (
-    PerspectiveCameras,
-    cameras_from_opengl_c2w,
-    look_at_cameras,
-    opengl_c2w_from_cameras,
-)
+from recon_trainer.config import ConfigError, registry
+from recon_trainer.config.choices import check_choices, choice_field
+from recon_trainer.data.cameras import PerspectiveCameras, look_at_cameras, opengl_c2w_from_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.file_check import DataFile, FileItems
-from recon_trainer.data.frame_data import FrameData
-from recon_trainer.data.providers.blender import area_downscale, single_scene_dataset_map
+from recon_trainer.data.mixing.base import MixableDataset
+from recon_trainer.data.providers.blender import OPENGL_TO_OPENCV, area_downscale, single_scene_dataset_map
+from recon_trainer.data.providers.frames import view_frame_data
+from recon_trainer.data.records import ViewRecord
+from recon_trainer.data.sampling.sequences import SequenceDataset, SequenceEntry
+from recon_trainer.data.splits import DatasetMap
 from recon_trainer.errors import DataFileError
-
-if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
-    from recon_trainer.data.data_source import DatasetMap
 
 POSES_BOUNDS_FILE = "poses_bounds.npy"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -200,45 +202,22 @@ def load_llff_dataset_map(
     recenter: bool = True,
     n_known_frames_for_test: Optional[int] = None,
 ) -> DatasetMap:
-    """The SingleSceneDatasets of the images a listing keeps (the data check may have dropped some);
-    the scene is normalised with every row of poses_bounds.npy, those of dropped images included."""
-    if bd_factor is not None and bd_factor <= 0:
-        raise ValueError(f"bd_factor must be > 0 or None, got {bd_factor}")
-    images = _read_images(listing)
-    h, w = next(iter(images.values())).shape[:2]
-    poses = listing.poses
-    c2w, bounds = normalize_scene(llff_to_opengl_c2w(poses), listing.bounds, bd_factor, recenter)
-    focal = poses[:, 2, 4] / listing.factor
-    n = len(poses)
-    cameras = cameras_from_opengl_c2w(
-        torch.from_numpy(c2w),
-        torch.from_numpy(np.stack([focal, focal], axis=1)),
-        torch.tensor([[w / 2.0, h / 2.0]] * n, dtype=torch.float64),
-        torch.tensor([[h, w]] * n, dtype=torch.long),
-    )
-    cameras = PerspectiveCameras(
-        R=cameras.R.float(),
-        T=cameras.T.float(),
-        focal_length=cameras.focal_length.float(),
-        principal_point=cameras.principal_point.float(),
-        image_size=cameras.image_size,
-    )
+    """The SingleSceneDatasets of the images a listing keeps (the data check may have dropped some),
+    each frame a FrameData made from its ViewRecord (`read_llff_view`); the scene is normalised with
+    every row of poses_bounds.npy, those of dropped images included."""
+    c2w, bounds = llff_scene(listing, bd_factor, recenter)
+    indices = sorted(set(listing.train.items) | set(listing.test.items))
+    views = {i: read_llff_view(listing, i, c2w, bounds, sequence_name, check_size=False) for i in indices}
+    sizes = {view.image_size_hw for view in views.values()}
+    if len(sizes) > 1:
+        raise LlffFormatError(f"{listing.folder}: the images have different sizes {sorted(sizes)}; expected one size")
+    h, w = sizes.pop()
+    _check_image_size(listing, indices[0], (h, w))
     mask_crop = torch.ones(1, h, w)  # nothing is cropped; one tensor shared by every frame
     splits = {
-        split: [
-            FrameData(
-                image_rgb=torch.from_numpy(np.ascontiguousarray(images[i].transpose(2, 0, 1))),
-                mask_crop=mask_crop,
-                camera=cameras[i],
-                image_size_hw=torch.tensor([h, w], dtype=torch.long),
-                frame_number=i,
-                sequence_name=sequence_name,
-                frame_type="test_unseen" if split == "test" else "train_known",
-                image_path=listing.paths[i],
-                meta={"depth_bounds": torch.from_numpy(bounds[i]).float()},
-            )
-            for i in getattr(listing, split).items
-        ]
+        split: [view_frame_data(views[i], "test_unseen" if split == "test" else "train_known", mask_crop,
+                                meta={"depth_bounds": views[i].extras["depth_bounds"]})
+                for i in getattr(listing, split).items]
         for split in ("train", "test")
     }
     return single_scene_dataset_map(
@@ -246,31 +225,67 @@ def load_llff_dataset_map(
     )
 
 
-def _read_images(listing: LlffListing) -> Dict[int, np.ndarray]:
-    """{image index: (h, w, 3) float32 RGB in [0, 1]} of the images the listing keeps, at 1 / factor
-    of the poses' size."""
+def llff_scene(listing: LlffListing, bd_factor: Optional[float] = 0.75, recenter: bool = True
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """The normalised OpenGL camera-to-world matrices (N, 4, 4) and bounds (N, 2) of every row of
+    the listing's poses_bounds.npy (module doc), float64."""
+    if bd_factor is not None and bd_factor <= 0:
+        raise ValueError(f"bd_factor must be > 0 or None, got {bd_factor}")
+    return normalize_scene(llff_to_opengl_c2w(listing.poses), listing.bounds, bd_factor, recenter)
+
+
+def read_llff_view(
+    listing: LlffListing, index: int, c2w: np.ndarray, bounds: np.ndarray, sequence_name: str,
+    check_size: bool = True,
+) -> ViewRecord:
+    """Image `index` of the listing as a ViewRecord, with the scene's normalised poses c2w (N, 4, 4)
+    (OpenGL) and bounds (N, 2) of `llff_scene`. check_size: the image must be the size its
+    poses_bounds.npy row gives, divided by the factor (LlffFormatError otherwise).
+
+    image (3, h, w) at 1 / factor of the poses' size; intrinsics: focal = hwf focal / factor, the
+    principal point at the image centre; camera_to_world: c2w[index] with the camera's y and z axes
+    flipped (OpenGL to OpenCV); no depth or mask; extras["depth_bounds"]: (2,) float32 near and far
+    in the normalised units; label type "sfm" (COLMAP poses); frame: the index.
+    """
+    image = _read_image(listing, index)
+    h, w = image.shape[:2]
+    if check_size:
+        _check_image_size(listing, index, (h, w))
+    focal = listing.poses[index, 2, 4] / listing.factor
+    intrinsics = torch.tensor([[focal, 0.0, w / 2.0], [0.0, focal, h / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return ViewRecord(
+        image=torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        intrinsics=intrinsics.float(),
+        camera_to_world=(torch.from_numpy(c2w[index]) @ OPENGL_TO_OPENCV).float(),
+        sequence=sequence_name,
+        frame=index,
+        label_type="sfm",
+        path=listing.paths[index],
+        extras={"depth_bounds": torch.from_numpy(bounds[index]).float()},
+    )
+
+
+def _read_image(listing: LlffListing, index: int) -> np.ndarray:
+    """(h, w, 3) float32 RGB in [0, 1] of image `index`, at 1 / factor of the poses' size."""
+    path = listing.paths[index]
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except OSError as error:
+        raise LlffFormatError(f"{path}: cannot read the image: {error}") from error
+    return area_downscale(rgb, listing.factor) if listing.resize else rgb
+
+
+def _check_image_size(listing: LlffListing, index: int, size_hw: Tuple[int, int]) -> None:
+    """LlffFormatError unless an image of size_hw matches row `index` of poses_bounds.npy / factor (+-1 pixel)."""
+    h, w = size_hw
     factor = listing.factor
-    indices = sorted(set(listing.train.items) | set(listing.test.items))
-    images = {}
-    for i in indices:
-        path = listing.paths[i]
-        try:
-            with Image.open(path) as image:
-                rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        except OSError as error:
-            raise LlffFormatError(f"{path}: cannot read the image: {error}") from error
-        images[i] = area_downscale(rgb, factor) if listing.resize else rgb
-    sizes = {image.shape[:2] for image in images.values()}
-    if len(sizes) > 1:
-        raise LlffFormatError(f"{listing.folder}: the images have different sizes {sorted(sizes)}; expected one size")
-    h, w = sizes.pop()
-    expected = listing.poses[0, :2, 4] / factor
+    expected = listing.poses[index, :2, 4] / factor
     if abs(h - expected[0]) > 1 or abs(w - expected[1]) > 1:
         raise LlffFormatError(
-            f"{listing.folder}: images are {h}x{w} but {POSES_BOUNDS_FILE} gives {listing.poses[0, 0, 4]:g}x"
-            f"{listing.poses[0, 1, 4]:g} pixels, i.e. {expected[0]:g}x{expected[1]:g} at downscale factor {factor}"
+            f"{listing.folder}: images are {h}x{w} but {POSES_BOUNDS_FILE} gives {listing.poses[index, 0, 4]:g}x"
+            f"{listing.poses[index, 1, 4]:g} pixels, i.e. {expected[0]:g}x{expected[1]:g} at downscale factor {factor}"
         )
-    return images
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
@@ -309,7 +324,6 @@ class LlffDatasetMapProvider(DatasetMapProviderBase):
 
     def file_map(self) -> DatasetMap:
         """The held-out images are val and test (one FileItems), the others train."""
-        from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports this module
 
         listing = self.listing()
         return DatasetMap(train=listing.train, val=listing.test, test=listing.test)
@@ -322,6 +336,88 @@ class LlffDatasetMapProvider(DatasetMapProviderBase):
             recenter=self.recenter,
             n_known_frames_for_test=self.n_known_frames_for_test,
         )
+
+
+# Reading in mixing expressions: the frames (LLFF) or sequences of N views (LLFFSequences) of a scene.
+
+LLFF_SPLITS = ("train", "test", "all")
+
+
+class LlffSource(MixableDataset):
+    """The fields and reading shared by LLFF and LLFFSequences (not registered itself)."""
+
+    PATH_FIELDS = ("root",)
+
+    root: str = ""  # folder holding poses_bounds.npy and images/, e.g. nerf_llff_data/fern
+    split: str = choice_field("train", LLFF_SPLITS)  # train, test (every llffhold-th image) or all
+    scene: str = ""  # sequence name of the records; "": the name of root's folder
+    downscale_factor: int = 4  # reads images_<factor>/ (else downscales images/); 4: 4032x3024 -> 1008x756
+    llffhold: int = 8  # images 0, llffhold, 2 * llffhold, ... are the test split
+    bd_factor: Optional[float] = 0.75  # scale so the nearest bound is 1 / bd_factor (NeRF); None keeps the units
+    recenter: bool = True  # move the world so that the mean camera pose is the identity (NeRF)
+
+    def list_frames(self) -> FileItems[int]:
+        """The split's image indices (and files); the scene's normalised poses are kept for reading."""
+        check_choices(self)
+        if not self.root:
+            raise ConfigError(f"{type(self).__name__}.root is empty: set it to an LLFF-layout folder")
+        self._llff = list_llff_dataset(self.root, self.downscale_factor, self.llffhold)
+        self._scene_poses = llff_scene(self._llff, self.bd_factor, self.recenter)
+        if self.split != "all":
+            return getattr(self._llff, self.split)
+        train, test = self._llff.train, self._llff.test
+        both = sorted(zip(train.items + test.items, train.files + test.files))
+        return FileItems([i for i, _ in both], [files for _, files in both])
+
+    def read_frame(self, index: int) -> ViewRecord:
+        """Image `index` of the scene as a ViewRecord (`read_llff_view`) labelled with this dataset."""
+        name = self.scene or os.path.basename(os.path.normpath(self.root))
+        view = read_llff_view(self._llff, index, *self._scene_poses, name)
+        view.dataset = self.label()
+        return view
+
+
+@registry.register
+class LLFF(LlffSource):
+    """A forward-facing LLFF scene's images of one split, as ViewRecords read one at a time
+    (`read_llff_view`), e.g. `LLFF(root='nerf_llff_data/fern', split='train')`."""
+
+    def __post_init__(self) -> None:
+        self._frames = self.list_frames()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index: int) -> ViewRecord:
+        return self.read_frame(self._frames.items[index])
+
+    def item_files(self, index: int) -> Sequence[DataFile]:
+        """The image file of item `index` (CheckableDataset)."""
+        return self._frames.item_files(index)
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these items (CheckableDataset)."""
+        self._frames.drop_items(indices)
+
+
+@registry.register
+class LLFFSequences(SequenceDataset, LlffSource):
+    """An LLFF scene as one sequence (the split's images in file order) whose items are
+    SequenceRecords of num_views sampled views (data/sampling/sequences.py)."""
+
+    def __post_init__(self) -> None:
+        self._frames = self.list_frames()
+        super().__post_init__()
+
+    def list_sequences(self) -> List[SequenceEntry]:
+        name = self.scene or os.path.basename(os.path.normpath(self.root))
+        return [SequenceEntry(name, tuple(self._frames.items))]
+
+    def load_frame(self, sequence: SequenceEntry, frame: int) -> ViewRecord:
+        return self.read_frame(frame)
+
+    def frame_files(self, sequence: SequenceEntry, frame: int) -> Sequence[DataFile]:
+        return (DataFile(self._llff.paths[frame]),)
 
 
 # Writing: a tiny LLFF-layout scene rendered from a mesh (tools/make_llff_dataset.py).

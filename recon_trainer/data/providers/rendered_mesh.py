@@ -14,6 +14,7 @@ diffuse 0.3; the view-dependent specular term is left out); otherwise the unlit 
 AmbientLights). Images are premultiplied on black, masks exact 0/1; frames are "train_known".
 
 Implicitron has train only (val = test = None); holdout_every > 0 holds out views for evaluation.
+The views are ViewRecords (`rendered_views`) from which the FrameData items are made (providers/frames.py).
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ import torch
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras, look_at_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
-from recon_trainer.data.frame_data import FrameData
 from recon_trainer.data.providers.blender import single_scene_dataset_map
+from recon_trainer.data.providers.frames import view_frame_data
+from recon_trainer.data.records import ViewRecord, opencv_view_from_cameras
+from recon_trainer.data.splits import DatasetMap
 
-if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
-    from recon_trainer.data.data_source import DatasetMap
+if TYPE_CHECKING:
+    from recon_trainer.data.scene_rendering import MeshRendering
 
 # Keenan Crane's public-domain cow, shipped as package data (assets/cow_mesh/README.md).
 COW_OBJ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "cow_mesh", "cow.obj")
@@ -127,21 +130,30 @@ class RenderedMeshDatasetMapProvider(DatasetMapProviderBase):
         held_out = set(self.held_out_views())
         mask_crop = torch.ones(1, *size)
         splits = {"train": [], "test": []}
-        for k in range(self.num_views):
+        for k, view in enumerate(rendered_views(cameras, rendering, name)):
             split = "test" if k in held_out else "train"
-            splits[split].append(
-                FrameData(
-                    image_rgb=rendering.rgb[k].permute(2, 0, 1).contiguous(),
-                    fg_probability=rendering.mask[k][None],
-                    mask_crop=mask_crop,
-                    depth_map=rendering.depth[k][None],
-                    depth_mask=rendering.mask[k][None],
-                    camera=cameras[k],
-                    image_size_hw=torch.tensor(size, dtype=torch.long),
-                    frame_number=k,
-                    sequence_name=name,
-                    frame_type="test_unseen" if split == "test" else "train_known",
-                )
-            )
+            splits[split].append(view_frame_data(view, "test_unseen" if split == "test" else "train_known", mask_crop))
         test = splits["test"] if held_out else None
         return single_scene_dataset_map(splits["train"], test, test, self.n_known_frames_for_test)
+
+
+def rendered_views(cameras: PerspectiveCameras, rendering: "MeshRendering", sequence_name: str) -> List[ViewRecord]:
+    """The N views of a rendering (scene_rendering.render_mesh) by N cameras as ViewRecords: image
+    (3, H, W), mask_fg the exact 0/1 coverage (float32), depth the view-space z (0 = no surface,
+    unknown; scene units, depth_kind "metric"), K and camera_to_world from the cameras, frame k,
+    label type "synthetic"; no path (nothing is read from disk)."""
+    intrinsics, camera_to_world = opencv_view_from_cameras(cameras)
+    return [
+        ViewRecord(
+            image=rendering.rgb[k].permute(2, 0, 1).contiguous(),
+            depth=rendering.depth[k],
+            depth_kind="metric",
+            intrinsics=intrinsics[k],
+            camera_to_world=camera_to_world[k],
+            mask_fg=rendering.mask[k],
+            sequence=sequence_name,
+            frame=k,
+            label_type="synthetic",
+        )
+        for k in range(len(cameras))
+    ]

@@ -7,11 +7,14 @@ scaled so that its farthest vertex lies on the unit sphere. World +Y is up.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 
-from recon_trainer.data.providers.builtin_scene import BUILTIN_SCENE_NAME
+if TYPE_CHECKING:  # trimesh takes a second to import: the functions that need it import it
+    import trimesh
+
+BUILTIN_SCENE_NAME = "builtin"  # the procedural scene of procedural_scene_mesh
 
 # Size of the cells of the 3D checkerboard painted on the procedural scene, in its own units.
 _CHECKER_CELL = 0.16
@@ -30,6 +33,8 @@ def load_scene_mesh(scene: str) -> trimesh.Trimesh:
 
 def load_mesh_file(path: str) -> trimesh.Trimesh:
     """The triangle mesh (with its colours or texture) of a file trimesh reads, unnormalised."""
+    import trimesh
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"mesh file {path!r} not found")
     try:
@@ -67,6 +72,8 @@ def procedural_scene_mesh() -> trimesh.Trimesh:
 
     Deterministic; about 20k small faces so the checkerboard edges are sharp enough to learn.
     """
+    import trimesh
+
     parts = [
         # (mesh, centre, base colour, second colour)
         (
@@ -115,6 +122,8 @@ def _solid_texture(points: np.ndarray, base: np.ndarray, second: np.ndarray) -> 
 
 def _rotation(x_deg: float = 0.0, y_deg: float = 0.0) -> np.ndarray:
     """(4, 4) rotation about X by x_deg, then about Y by y_deg."""
+    import trimesh
+
     rx = trimesh.transformations.rotation_matrix(np.radians(x_deg), (1, 0, 0))
     ry = trimesh.transformations.rotation_matrix(np.radians(y_deg), (0, 1, 0))
     return ry @ rx

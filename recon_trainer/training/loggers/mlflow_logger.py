@@ -1,4 +1,5 @@
-"""The mlflow logger: metrics `<stat set>/<name>` of one mlflow run per exp_dir.
+"""The mlflow logger: metrics `<stat set>/<name>` of one mlflow run per exp_dir; images as
+artifacts vis/step_<8 digits>/<name>.png.
 
 With no tracking URI the store is an SQLite file exp_dir/mlflow.db with artifacts in
 exp_dir/mlruns (mlflow 3 refuses its plain-folder store unless MLFLOW_ALLOW_FILE_STORE is set).
@@ -8,7 +9,15 @@ import os
 import time
 from typing import Mapping
 
-from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger, exp_dir_name
+import torch
+
+from recon_trainer.training.loggers.base import (
+    LoggerSettings,
+    MetricLogger,
+    exp_dir_name,
+    image_file_stem,
+    to_uint8_image,
+)
 
 EXP_DIR_TAG = "recon_trainer.exp_dir"
 DEFAULT_DB = "mlflow.db"
@@ -60,6 +69,11 @@ class MlflowLogger(MetricLogger):
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         self._log("train_step", step, metrics)
+
+    def log_images(self, step: int, images: Mapping[str, torch.Tensor]) -> None:
+        for name, image in images.items():
+            artifact = f"vis/step_{step:08d}/{image_file_stem(name)}.png"
+            self.client.log_image(self.run_id, to_uint8_image(image, name), artifact_file=artifact)
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)

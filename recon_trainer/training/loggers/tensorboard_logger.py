@@ -1,8 +1,10 @@
-"""The tensorboard logger: scalars in exp_dir/tensorboard, tagged `<stat set>/<name>`."""
+"""The tensorboard logger: scalars in exp_dir/tensorboard, tagged `<stat set>/<name>`; images `vis/<name>`."""
 import os
 from typing import Mapping
 
-from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger
+import torch
+
+from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger, to_uint8_image
 
 TENSORBOARD_FOLDER = "tensorboard"
 
@@ -30,6 +32,12 @@ class TensorboardLogger(MetricLogger):
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         for name, value in metrics.items():
             self.writer.add_scalar(f"train_step/{name}", value, step)
+
+    def log_images(self, step: int, images: Mapping[str, torch.Tensor]) -> None:
+        for name, image in images.items():
+            array = to_uint8_image(image, name)
+            self.writer.add_image(f"vis/{name}", array, step, dataformats="HWC" if array.ndim == 3 else "HW")
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

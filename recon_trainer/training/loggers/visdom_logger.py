@@ -1,4 +1,5 @@
-"""The visdom logger: one line plot per logged name (x: epoch, a trace per stat set).
+"""The visdom logger: one line plot per logged name (x: epoch, a trace per stat set); one image
+window per visualisation name (the newest image).
 
 Visdom is optional. The server is probed once with a short TCP connection before the client is
 created; when nothing answers (or a later request fails) one warning says so and the logger
@@ -10,7 +11,9 @@ import urllib.parse
 import warnings
 from typing import Any, Mapping, Optional, Set
 
-from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger, exp_dir_name
+import torch
+
+from recon_trainer.training.loggers.base import LoggerSettings, MetricLogger, exp_dir_name, to_uint8_image
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,19 @@ class VisdomLogger(MetricLogger):
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         for name, value in metrics.items():
             self._append(f"{name} (per step)", "train", step, value, xlabel="step")
+
+    def log_images(self, step: int, images: Mapping[str, torch.Tensor]) -> None:
+        for name, image in images.items():
+            if self.viz is None:
+                return
+            array = to_uint8_image(image, name)
+            try:
+                self.viz.image(
+                    array.transpose(2, 0, 1) if array.ndim == 3 else array, win=f"vis/{name}", env=self.env,
+                    opts={"title": f"{name} (step {step})", "caption": f"step {step}"},
+                )
+            except Exception as error:  # noqa: BLE001  (as above)
+                self._disable(f"{type(error).__name__}: {error}")
 
     def _append(self, window: str, trace: str, x: float, y: float, xlabel: str) -> None:
         if self.viz is None:

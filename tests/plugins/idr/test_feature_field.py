@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from plugins.idr.feature_field import IdrFeatureField
-from plugins.idr.renderer import PointField
+from recon_trainer_plugins.idr.feature_field import IdrFeatureField
+from recon_trainer_plugins.idr.renderer import PointField
 from recon_trainer.rendering.ray_bundle import RayBundle
 
 

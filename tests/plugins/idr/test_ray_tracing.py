@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from plugins.idr.plain_reference import trace_ray
-from plugins.idr.ray_tracing import RayTracing, first_sign_change, sphere_intersections
+from recon_trainer_plugins.idr.plain_reference import trace_ray
+from recon_trainer_plugins.idr.ray_tracing import RayTracing, first_sign_change, sphere_intersections
 
 RADIUS = 0.7  # the analytic sphere
 BOUND = 1.5  # the bounding sphere

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from plugins.idr.feature_field import IdrFeatureField
-from plugins.idr.renderer import PointField, SignedDistanceFunctionRenderer, differentiable_surface_points
+from recon_trainer_plugins.idr.feature_field import IdrFeatureField
+from recon_trainer_plugins.idr.renderer import PointField, SignedDistanceFunctionRenderer, differentiable_surface_points
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.rendering.ndc_grid import ndc_pixel_centers
 from recon_trainer.rendering.ray_bundle import RayBundle
@@ -153,3 +153,15 @@ def test_point_field_evaluates_points_of_several_images_with_their_codes():
         assert float(sdf[i].detach()) == pytest.approx(float(expected_sdf), abs=1e-5)
         assert torch.allclose(features[i], expected_features[0, 0, 0], atol=1e-5)
     assert gradient.shape == (7, 3) and torch.isfinite(gradient).all()
+
+
+def test_the_eikonal_term_is_the_renderers_own_loss_and_is_logged():
+    from recon_trainer.models.generic_model import GenericModel
+    from tests.models.tiny_scene import tiny_model_args
+
+    cfg = tiny_model_args(GenericModel, renderer_class_type="SignedDistanceFunctionRenderer",
+                          implicit_function_class_type="IdrFeatureField", num_passes=1,
+                          loss_weights={"loss_rgb_mse": 1.0, "loss_eikonal": 0.1})
+    model = GenericModel(**cfg)
+    assert "loss_eikonal" in model.log_vars
+    assert model._implicit_functions[0].feature_vector_size == model.render_features_dimensions

@@ -4,7 +4,7 @@ views and its SDF stays close to a signed distance (eikonal residual)."""
 import pytest
 import torch
 
-from plugins.idr.renderer import PointField
+from recon_trainer_plugins.idr.renderer import PointField
 from recon_trainer.config import get_default_args
 from recon_trainer.evaluation.nvs_metrics import psnr_from_mse
 from recon_trainer.models.base import EvaluationMode

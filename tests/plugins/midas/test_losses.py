@@ -4,8 +4,8 @@ the brute-force NumPy reference on random inputs and masks, hand-computed gradie
 import pytest
 import torch
 
-from plugins.midas import losses_reference as reference
-from plugins.midas.losses import gradient_matching_loss, midas_loss, ssi_lsq_loss, ssi_trimmed_loss
+from recon_trainer_plugins.midas import losses_reference as reference
+from recon_trainer_plugins.midas.losses import gradient_matching_loss, midas_loss, ssi_lsq_loss, ssi_trimmed_loss
 
 SSI_LOSSES = {"lsq": ssi_lsq_loss, "trimmed": ssi_trimmed_loss}
 SHAPE = (3, 17, 21)  # odd sizes so that the subsampled scales have ragged borders

@@ -6,11 +6,11 @@ import timm
 import torch
 import torchvision
 
-from plugins.midas.dpt_encoder import Readout, ViTEncoder
-from plugins.midas.encoders import ResNetEncoder
-from plugins.midas.input_transform import normalize_image, resize_image, target_size
-from plugins.midas.losses import midas_loss
-from plugins.midas.model import MidasModel
+from recon_trainer_plugins.midas.dpt_encoder import Readout, ViTEncoder
+from recon_trainer_plugins.midas.encoders import ResNetEncoder
+from recon_trainer_plugins.midas.input_transform import normalize_image, resize_image, target_size
+from recon_trainer_plugins.midas.losses import midas_loss
+from recon_trainer_plugins.midas.model import MidasModel
 from recon_trainer.config import ConfigError, get_default_args
 from recon_trainer.data.frame_data import FrameData, collate
 from recon_trainer.models.base import EvaluationMode

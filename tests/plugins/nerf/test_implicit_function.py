@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from plugins.nerf.implicit_function import NeuralRadianceFieldImplicitFunction
+from recon_trainer_plugins.nerf.implicit_function import NeuralRadianceFieldImplicitFunction
 from recon_trainer.config import get_default_args
 from recon_trainer.data.cameras import look_at_cameras
 from recon_trainer.models.mlp import MLPWithInputSkips

@@ -5,8 +5,8 @@ from typing import Callable
 import pytest
 import torch
 
-from plugins.nerformer.implicit_function import NeRFormerImplicitFunction
-from plugins.nerformer.transformer import ViewRayTransformer, layer_widths
+from recon_trainer_plugins.nerformer.implicit_function import NeRFormerImplicitFunction
+from recon_trainer_plugins.nerformer.transformer import ViewRayTransformer, layer_widths
 from recon_trainer.config import get_default_args, registry
 from recon_trainer.rendering.implicit_function import ImplicitFunctionBase
 from recon_trainer.rendering.ray_bundle import RayBundle

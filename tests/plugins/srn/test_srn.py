@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 
-from plugins.srn.implicit_function import SRNHyperNetImplicitFunction, SRNImplicitFunction
-from plugins.srn.lstm_renderer import LSTMRenderer
+from recon_trainer_plugins.srn.implicit_function import SRNHyperNetImplicitFunction, SRNImplicitFunction
+from recon_trainer_plugins.srn.lstm_renderer import LSTMRenderer
 from recon_trainer.config import get_default_args
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.models.generic_model import GenericModel

@@ -7,6 +7,17 @@ limit_to frames) and resolves `eval_batch_index` into `eval_batches`. Indexing l
 image, foreground mask, depth and depth mask, box-cropped around the mask (crop.py) and resized
 into image_height x image_width with zero padding at the bottom / right (`mask_crop` marks the
 image pixels), and its camera with the intrinsics adjusted to the output pixels.
+
+`read_record` reads a frame as a ViewRecord (data/records.py); the FrameData items are made from it
+(providers/frames.py). The record: image (3, H, W) (times the mask with mask_images); mask_fg: the
+soft foreground probability (with load_masks); depth: the depth (times the mask with mask_depths)
+where the depth mask is set, 0 (unknown) elsewhere, depth_kind "relative" (the SfM reconstruction's
+scale, one per sequence); mask_valid: the image pixels (not the padding); intrinsics in output
+pixels and the OpenCV camera_to_world of the annotated viewpoint (None without one); sequence,
+frame = frame_number, path = the image file, label type "sfm"; extras: "frame_timestamp" (float,
+seconds), "category", "frame_type", "depth_mask" ((H, W) bool, the depth-mask PNG's or the image
+pixels; with depth) and the FrameData meta keys (META_KEYS). The image is always read for the record;
+load_images=False leaves it out of the FrameData item.
 """
 from __future__ import annotations
 
@@ -35,6 +46,11 @@ from recon_trainer.data.providers.co3d.annotations import (
     load_set_lists,
 )
 from recon_trainer.data.providers.co3d.viewpoints import camera_from_viewpoint
+from recon_trainer.data.providers.frames import view_frame_data
+from recon_trainer.data.records import ViewRecord, opencv_view_from_cameras
+
+# Record extras that are the FrameData items' meta (as Implicitron's loader fills it).
+META_KEYS = ("image_size_hw_original", "bbox_xywh", "crop_bbox_xywh", "sequence_point_cloud")
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,7 +83,7 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
     exclude_sequence: Tuple[str, ...] = ()  # drop these sequences
     limit_category_to: Tuple[str, ...] = ()  # keep only sequences of these categories (empty = all)
     dataset_root: str = ""  # folder the paths inside the annotation files are relative to
-    load_images: bool = True  # load image_rgb
+    load_images: bool = True  # put image_rgb in the items (the image is read for the record either way)
     load_depths: bool = True  # load depth_map
     load_depth_masks: bool = True  # load depth_mask from the depth-mask PNGs (else 1 on the image pixels)
     load_masks: bool = True  # load fg_probability
@@ -270,13 +286,37 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
         return self._sequences[sequence_name]
 
     def __getitem__(self, index: int) -> FrameData:
+        view = self.read_record(index)
+        extras = view.extras
+        fields: Dict[str, Any] = {}
+        if not self.load_images:
+            fields["image_rgb"] = None
+        if view.depth is not None:
+            fields["depth_mask"] = extras["depth_mask"].float()[None]
+        return view_frame_data(
+            view,
+            extras["frame_type"],
+            frame_number=torch.tensor(view.frame, dtype=torch.long),
+            frame_timestamp=torch.tensor(extras["frame_timestamp"], dtype=torch.float32),
+            sequence_category=extras["category"],
+            meta={key: extras[key] for key in META_KEYS if key in extras},
+            **fields,
+        )
+
+    def read_record(self, index: int) -> ViewRecord:
+        """Frame `index` as a ViewRecord (module doc), cropped and resized as the items are."""
         if not 0 <= index < len(self._frames):
             raise IndexError(f"JsonIndexDataset: index {index} out of range 0..{len(self._frames) - 1}")
         entry = self._frames[index]
         paths = self._paths(entry)
         size_hw = tuple(entry.image.size)
         out_hw = None if self.image_height is None else (self.image_height, self.image_width)
-        meta: Dict[str, Any] = {"image_size_hw_original": list(size_hw)}
+        extras: Dict[str, Any] = {
+            "frame_timestamp": float(entry.frame_timestamp),
+            "category": self._sequences[entry.sequence_name].category,
+            "frame_type": self._types[index] or "",
+            "image_size_hw_original": list(size_hw),
+        }
 
         mask = None
         if "mask" in paths:
@@ -287,8 +327,8 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
             if bbox is None:
                 bbox = (0, 0, size_hw[1], size_hw[0])
             box = crop.crop_box_with_context(bbox, self.box_crop_context, size_hw)
-            meta["bbox_xywh"] = list(bbox)
-            meta["crop_bbox_xywh"] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+            extras["bbox_xywh"] = list(bbox)
+            extras["crop_bbox_xywh"] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
         cropped_hw = size_hw if box is None else (box[3] - box[1], box[2] - box[0])
 
         def prepare(image: torch.Tensor, mode: str) -> torch.Tensor:
@@ -299,35 +339,39 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
             return crop.resize_and_pad(image, out_hw, mode)[0]
 
         mask_crop = crop.resize_and_pad(torch.ones(1, *cropped_hw), out_hw, "nearest")[1]
-        frame = FrameData(
-            mask_crop=mask_crop,
-            image_size_hw=torch.tensor(mask_crop.shape[-2:], dtype=torch.long),
-            frame_number=torch.tensor(entry.frame_number, dtype=torch.long),
-            frame_timestamp=torch.tensor(entry.frame_timestamp, dtype=torch.float32),
-            sequence_name=entry.sequence_name,
-            sequence_category=self._sequences[entry.sequence_name].category,
-            frame_type=self._types[index] or "",
-            image_path=os.path.join(self.dataset_root, entry.image.path),
-            meta=meta,
-        )
         fg = prepare(mask, "nearest") if mask is not None and self.load_masks else None
-        frame.fg_probability = fg
-        if "image" in paths:
-            image = self._load_checked(blobs.load_image, paths["image"], size_hw, entry)
-            frame.image_rgb = prepare(image, "bilinear") * (self._fg_for("mask_images", fg, entry))
+        image = self._load_checked(blobs.load_image, paths["image"], size_hw, entry)
+        image = prepare(image, "bilinear") * (self._fg_for("mask_images", fg, entry))
+        depth = None
         if "depth" in paths:
             depth = prepare(blobs.load_depth(paths["depth"], entry.depth.scale_adjustment), "nearest")
-            frame.depth_map = depth * self._fg_for("mask_depths", fg, entry)
+            depth = depth * self._fg_for("mask_depths", fg, entry)
             if "depth_mask" in paths:
-                frame.depth_mask = prepare(blobs.load_depth_mask(paths["depth_mask"]), "nearest")
+                depth_mask = prepare(blobs.load_depth_mask(paths["depth_mask"]), "nearest")[0] > 0.5
             else:
-                frame.depth_mask = mask_crop.clone()
+                depth_mask = mask_crop[0] > 0.5
+            extras["depth_mask"] = depth_mask
+            depth = torch.where(depth_mask, depth[0], torch.zeros_like(depth[0]))
+        intrinsics = camera_to_world = None
         if entry.viewpoint is not None:
-            camera = camera_from_viewpoint(entry.viewpoint, size_hw)
-            frame.camera = crop.crop_resize_camera(camera, size_hw, box, out_hw)
+            camera = crop.crop_resize_camera(camera_from_viewpoint(entry.viewpoint, size_hw), size_hw, box, out_hw)
+            intrinsics, camera_to_world = (t[0] for t in opencv_view_from_cameras(camera))
         if "point_cloud" in paths:
-            meta["sequence_point_cloud"] = self._point_cloud(paths["point_cloud"])
-        return frame
+            extras["sequence_point_cloud"] = self._point_cloud(paths["point_cloud"])
+        return ViewRecord(
+            image=image,
+            depth=depth,
+            depth_kind="relative",
+            intrinsics=intrinsics,
+            camera_to_world=camera_to_world,
+            mask_fg=None if fg is None else fg[0],
+            mask_valid=mask_crop[0] > 0.5,
+            sequence=entry.sequence_name,
+            frame=entry.frame_number,
+            label_type="sfm",
+            path=os.path.join(self.dataset_root, entry.image.path),
+            extras=extras,
+        )
 
     def _paths(self, entry: FrameAnnotation) -> Dict[str, str]:
         """The files indexing reads for a frame, under dataset_root, by kind: image, mask (loaded
@@ -335,7 +379,7 @@ class JsonIndexDataset(FrameDataset, ReplaceableBase):
         depth = entry.depth if self.load_depths else None
         point_cloud = self._sequences[entry.sequence_name].point_cloud if self.load_point_clouds else None
         relative = {
-            "image": entry.image.path if self.load_images else None,
+            "image": entry.image.path,
             "mask": entry.mask.path if entry.mask is not None and (self.load_masks or self.box_crop) else None,
             "depth": None if depth is None else depth.path,
             "depth_mask": depth.mask_path if depth is not None and self.load_depth_masks else None,

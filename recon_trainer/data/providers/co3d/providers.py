@@ -13,19 +13,25 @@ set_lists/set_lists_<subset_name>.json ({"train", "val", "test"}) and
 eval_batches/eval_batches_<subset_name>.json. Frames get their annotation's meta["frame_type"]
 if it has one, else train_known (train) or test_unseen (val, test). With n_known_frames_for_test,
 each eval batch gains that many random train frames of its sequence (seeded), added to the test set.
+
+In mixing expressions (data/mixing/): `Co3d` reads the frames of a v1 or v2 layout as ViewRecords
+(JsonIndexDataset.read_record), `Co3dSequences` samples SequenceRecords of N views per sequence
+(data/sampling/sequences.py), e.g. `Co3dSequences(root='co3d', category='teddybear', num_views=4)`.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from recon_trainer.config import ConfigError, registry, run_auto_creation
+from recon_trainer.config import ConfigError, registry, remove_keys, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
+from recon_trainer.data.file_check import DataFile
+from recon_trainer.data.mixing.base import MixableDataset
 from recon_trainer.data.providers.co3d.annotations import (
     V1_SET_NAMES,
     V2_SET_NAMES,
@@ -35,9 +41,9 @@ from recon_trainer.data.providers.co3d.annotations import (
     load_set_lists,
 )
 from recon_trainer.data.providers.co3d.dataset import JsonIndexDataset
-
-if TYPE_CHECKING:  # data_source imports the providers to build ReconDataSource
-    from recon_trainer.data.data_source import DatasetMap
+from recon_trainer.data.records import ViewRecord
+from recon_trainer.data.sampling.sequences import SequenceDataset, SequenceEntry
+from recon_trainer.data.splits import DatasetMap
 
 # The 51 object categories of CO3D.
 CO3D_CATEGORIES: Tuple[str, ...] = (
@@ -59,12 +65,6 @@ _V2_CONTROLLED = (
     "dataset_root", "eval_batches", "eval_batch_index", "subsets",
     "frame_annotations_file", "sequence_annotations_file", "subset_lists_file",
 )
-
-
-def _remove_keys(args: DictConfig, keys: Tuple[str, ...]) -> None:
-    for key in keys:
-        if key in args:
-            del args[key]
 
 
 def _plain(args: Any) -> Dict[str, Any]:
@@ -129,10 +129,9 @@ class JsonIndexDatasetMapProvider(_JsonIndexProviderBase):
 
     @classmethod
     def dataset_tweak_args(cls, member_type: type, args: DictConfig) -> None:
-        _remove_keys(args, _V1_CONTROLLED)
+        remove_keys(args, _V1_CONTROLLED)
 
     def _load(self) -> DatasetMap:
-        from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports providers
 
         batches_path = self._category_file(self.category, f"eval_batches_{self.task_str}.json")
         eval_batches = load_eval_batches(batches_path)
@@ -201,10 +200,9 @@ class JsonIndexDatasetMapProviderV2(_JsonIndexProviderBase):
 
     @classmethod
     def dataset_tweak_args(cls, member_type: type, args: DictConfig) -> None:
-        _remove_keys(args, _V2_CONTROLLED)
+        remove_keys(args, _V2_CONTROLLED)
 
     def _load(self) -> DatasetMap:
-        from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports providers
 
         maps = [self._load_category(c.strip()) for c in self.category.split(",") if c.strip()]
         if len(maps) == 1:
@@ -227,7 +225,6 @@ class JsonIndexDatasetMapProviderV2(_JsonIndexProviderBase):
         return sorted(names)
 
     def _load_category(self, category: str) -> DatasetMap:
-        from recon_trainer.data.data_source import DatasetMap  # imported here: data_source imports providers
 
         available = self.available_subset_names(category)
         if self.subset_name not in available:
@@ -283,3 +280,118 @@ def _add_known_views(
         extended.append(list(batch) + picks)
         added += picks
     return extended, added
+
+
+# Reading in mixing expressions: frames (Co3d) or sequences of N views (Co3dSequences).
+
+# Frame type of the frames of each v2 set list (as JsonIndexDatasetMapProviderV2 gives them).
+V2_FRAME_TYPES = {"train": "train_known", "val": "test_unseen", "test": "test_unseen"}
+
+
+class Co3dSource(MixableDataset):
+    """The fields and frame index shared by Co3d and Co3dSequences (not registered itself)."""
+
+    PATH_FIELDS = ("root",)
+
+    root: str = ""  # folder holding the category folders (CO3D's dataset_root)
+    category: str = ""  # category folder(s), comma-separated, e.g. "teddybear" or "apple,car"
+    subset_name: str = ""  # v2: set_lists/set_lists_<subset_name>.json; "": v1's set_lists.json
+    subsets: Tuple[str, ...] = ()  # frames of these set lists (v1: train_known, ...; v2: train, val, test); (): all
+    image_height: Optional[int] = 800  # output height in pixels; null (with image_width) = no resizing
+    image_width: Optional[int] = 800  # output width in pixels; the aspect ratio is kept, the rest is padding
+    box_crop: bool = True  # crop around the foreground mask's bounding box before resizing
+    box_crop_context: float = 0.3  # the crop box grows by this fraction of the bounding box size
+    load_depths: bool = True  # read the depth maps (records' depth)
+    load_masks: bool = True  # read the foreground masks (records' mask_fg)
+
+    def frame_index(self) -> JsonIndexDataset:
+        """The frames of every category (annotation files read, no image), joined in category order."""
+        name = type(self).__name__
+        categories = [c.strip() for c in self.category.split(",") if c.strip()]
+        if not self.root or not categories:
+            raise ConfigError(f"{name}: set root (the folder of the category folders) and category, got "
+                              f"root={self.root!r}, category={self.category!r}")
+        allowed = V1_SET_NAMES if not self.subset_name else V2_SET_NAMES
+        unknown = [s for s in self.subsets if s not in allowed]
+        if unknown:
+            raise ConfigError(f"{name}.subsets: {unknown} are not set lists of CO3D "
+                              f"{'v2' if self.subset_name else 'v1'}; expected some of {list(allowed)}")
+        datasets = [self._category_frames(category) for category in categories]
+        index = datasets[0].join(datasets[1:])
+        if len(index) == 0:
+            raise ConfigError(f"{name}: no frames in {self.root!r} for category={self.category!r}, "
+                              f"subset_name={self.subset_name!r}, subsets={list(self.subsets)}")
+        return index
+
+    def _category_frames(self, category: str) -> JsonIndexDataset:
+        folder = os.path.join(self.root, category)
+        settings = dict(
+            dataset_root=self.root,
+            frame_annotations_file=os.path.join(folder, "frame_annotations.jgz"),
+            sequence_annotations_file=os.path.join(folder, "sequence_annotations.jgz"),
+            image_height=self.image_height, image_width=self.image_width, box_crop=self.box_crop,
+            box_crop_context=self.box_crop_context, load_depths=self.load_depths, load_masks=self.load_masks,
+        )
+        if not self.subset_name:
+            set_lists = os.path.join(folder, "set_lists.json")
+            if self.subsets or os.path.isfile(set_lists):
+                settings.update(subset_lists_file=set_lists, subsets=list(self.subsets) or None)
+            return JsonIndexDataset(**settings)
+        everything = JsonIndexDataset(**settings)
+        sets = load_set_lists(os.path.join(folder, "set_lists", f"set_lists_{self.subset_name}.json"), V2_SET_NAMES)
+        chosen: Dict[Tuple[str, int], Tuple[FrameRef, str]] = {}  # a frame in several set lists (val = test) once
+        for set_name in self.subsets or V2_SET_NAMES:
+            for ref in sets[set_name]:
+                chosen.setdefault((ref[0], ref[1]), (ref, V2_FRAME_TYPES[set_name]))
+        refs, types = zip(*chosen.values()) if chosen else ((), ())
+        return everything.subset_from_frame_index(list(refs), list(types))
+
+    def read_frame(self, index: int) -> ViewRecord:
+        """Frame `index` of the index as a ViewRecord labelled with this dataset."""
+        view = self._index.read_record(index)
+        view.dataset = self.label()
+        return view
+
+
+@registry.register
+class Co3d(Co3dSource):
+    """CO3D-layout frames (v1 or v2 files, one or more categories) as ViewRecords, cropped and
+    resized as JsonIndexDataset does it, e.g. `Co3d(root='co3d', category='teddybear', subsets=('train_known',))`."""
+
+    def __post_init__(self) -> None:
+        self._index = self.frame_index()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> ViewRecord:
+        return self.read_frame(index)
+
+    def item_files(self, index: int) -> Sequence[DataFile]:
+        """The files frame `index` reads (CheckableDataset)."""
+        return self._index.item_files(index)
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these frames (CheckableDataset)."""
+        self._index.drop_items(indices)
+
+
+@registry.register
+class Co3dSequences(SequenceDataset, Co3dSource):
+    """CO3D sequences whose items are SequenceRecords of num_views views sampled with the frame-gap
+    curriculum (data/sampling/sequences.py); a sequence's frames are its annotated frames of the
+    chosen set lists, in frame_number order (CO3D frames are video frames)."""
+
+    def list_sequences(self) -> List[SequenceEntry]:
+        self._index = self.frame_index()
+        by_sequence: Dict[str, List[int]] = {}
+        for index in range(len(self._index)):
+            by_sequence.setdefault(self._index.frame_annotation(index).sequence_name, []).append(index)
+        return [SequenceEntry(name, tuple(sorted(indices, key=lambda i: self._index.frame_annotation(i).frame_number)))
+                for name, indices in sorted(by_sequence.items())]
+
+    def load_frame(self, sequence: SequenceEntry, frame: int) -> ViewRecord:
+        return self.read_frame(frame)
+
+    def frame_files(self, sequence: SequenceEntry, frame: int) -> Sequence[DataFile]:
+        return self._index.item_files(frame)

@@ -18,7 +18,7 @@ from recon_trainer.config import get_default_args
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
 from recon_trainer.data.frame_data import FrameData, collate
 from recon_trainer.evaluation import depth_metrics
-from recon_trainer.evaluation.depth_evaluator import DepthEvaluator
+from recon_trainer_plugins.midas.evaluator import DepthEvaluator
 
 PRED = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
 GT_DEPTH = torch.tensor([[1.0, 2.0], [4.0, 0.0]])

@@ -19,18 +19,15 @@ An image without a valid pixel (or pair) has value null and is left out of its d
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from recon_trainer.config import registry
 from recon_trainer.evaluation import depth_metrics
-from recon_trainer.evaluation.evaluator import RESULTS_FILE, EvaluatorBase, average_rows, json_number
-from recon_trainer.fileio import atomic_write
+from recon_trainer.evaluation.evaluator import EvaluatorBase, Evaluation, average_rows, json_number
 from recon_trainer.models.base import EvaluationMode
 
 METRIC_UNITS = {"delta1.25": "%", "absrel": "ratio", "whdr": "%"}
@@ -90,55 +87,43 @@ class DepthEvaluator(EvaluatorBase):
 
     max_images_per_dataset: int = 0  # score only the first N images of each dataset (e.g. for validation); 0: all
 
-    def run(
-        self,
-        *,
-        model: torch.nn.Module,
-        dataloader: Iterable,
-        device: torch.device,
-        exp_dir: Optional[str] = None,
-        epoch: Optional[int] = None,
-        dump_to_json: bool = False,
-    ) -> Dict[str, float]:
-        """{"<dataset>/<metric>": mean per-image value} over the loader's frames."""
-        if dump_to_json and exp_dir is None:
-            raise ValueError("DepthEvaluator.run: dump_to_json=True needs exp_dir")
-        rows: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
-        caps: Dict[Tuple[str, str], float] = {}
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for batch in dataloader:
-                    metas = _frame_metas(batch)
-                    keys = [(meta["dataset"], meta["eval_metric"]) for meta in metas]
-                    if all(self._full(rows.get(key, [])) for key in keys):
-                        continue
-                    values = self._evaluate_batch(model, batch.to(device), metas)
-                    paths = batch.image_path if isinstance(batch.image_path, list) else [batch.image_path] * len(keys)
-                    for key, meta, path, value in zip(keys, metas, paths, values):
-                        if not self._full(rows.setdefault(key, [])):
-                            rows[key].append({"image_path": path, "value": value})
-                            caps.setdefault(key, float(meta.get("depth_cap", 0.0)))
-        finally:
-            model.train(was_training)
+    def __post_init__(self) -> None:
+        self._rows: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}  # (dataset, metric) -> per-image rows
+        self._caps: Dict[Tuple[str, str], float] = {}
+
+    def reset(self, device: torch.device) -> None:
+        self._rows, self._caps = {}, {}
+
+    def process(self, model: torch.nn.Module, batch: Any) -> None:
+        """Score each frame of the batch (a batch whose datasets are all full is skipped unread)."""
+        metas = _frame_metas(batch)
+        keys = [(meta["dataset"], meta["eval_metric"]) for meta in metas]
+        if all(self._full(self._rows.get(key, [])) for key in keys):
+            return
+        values = self._evaluate_batch(model, batch, metas)
+        paths = batch.image_path if isinstance(batch.image_path, list) else [batch.image_path] * len(keys)
+        for key, meta, path, value in zip(keys, metas, paths, values):
+            if not self._full(self._rows.setdefault(key, [])):
+                self._rows[key].append({"image_path": path, "value": value})
+                self._caps.setdefault(key, float(meta.get("depth_cap", 0.0)))
+
+    def compute(self, epoch: Optional[int] = None) -> Evaluation:
+        """{"<dataset>/<metric>": mean per-image value} and one results entry per dataset (module doc)."""
         entries = [
             {
                 "dataset": dataset,
                 "metric": metric,
                 "value": average_rows(per_image).get("value", math.nan),
                 "unit": METRIC_UNITS[metric],
-                "depth_cap": caps[(dataset, metric)],
+                "depth_cap": self._caps[(dataset, metric)],
                 "n_images": len(per_image),
                 "per_image": per_image,
                 "eval_epoch": epoch,
             }
-            for (dataset, metric), per_image in rows.items()
+            for (dataset, metric), per_image in self._rows.items()
         ]
-        _print_table(entries, epoch)
-        if dump_to_json:
-            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps(_json_entries(entries), indent=2))
-        return {f"{entry['dataset']}/{entry['metric']}": entry["value"] for entry in entries}
+        metrics = {f"{entry['dataset']}/{entry['metric']}": entry["value"] for entry in entries}
+        return Evaluation(metrics=metrics, results=_json_entries(entries), summary=_table(entries, epoch))
 
     def _full(self, per_image: List[Dict[str, Any]]) -> bool:
         return 0 < self.max_images_per_dataset <= len(per_image)
@@ -165,7 +150,7 @@ def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ]
 
 
-def _print_table(entries: List[Dict[str, Any]], epoch: Optional[int]) -> None:
+def _table(entries: List[Dict[str, Any]], epoch: Optional[int]) -> str:
     title = "Depth evaluation" + ("" if epoch is None else f", epoch {epoch}")
     width = max([len(entry["dataset"]) for entry in entries] + [7])
     lines = [title, f"  {'dataset':<{width}}  {'metric':<9}  {'value':>10}  unit   images"]
@@ -173,4 +158,4 @@ def _print_table(entries: List[Dict[str, Any]], epoch: Optional[int]) -> None:
         f"  {e['dataset']:<{width}}  {e['metric']:<9}  {e['value']:10.4f}  {e['unit']:<5}  {e['n_images']:6d}"
         for e in entries
     ]
-    print("\n".join(lines))
+    return "\n".join(lines)

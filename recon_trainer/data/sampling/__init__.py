@@ -1,0 +1,1 @@
+"""Sampling: sequences of N views with frame-gap control (sequences.py)."""
