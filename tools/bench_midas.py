@@ -58,8 +58,8 @@ def build_model(name: str, features: int, size: int) -> torch.nn.Module:
 
 def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int, features: int) -> dict:
     """Time training steps and inference passes of one encoder config in one dtype."""
-    from recon_trainer.data.frame_data import FrameData
     from recon_trainer.models.base import EvaluationMode
+    from recon_trainer_plugins.midas.batch import DepthBatch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16")
@@ -67,7 +67,7 @@ def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int
     model = build_model(name, features, size).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    train_batch = FrameData(
+    train_batch = DepthBatch(
         image_rgb=torch.rand(batch_size, 3, size, size, device=device),
         disparity_map=torch.rand(batch_size, 1, size, size, device=device) + 0.1,
         depth_mask=torch.ones(batch_size, 1, size, size, device=device),
@@ -90,7 +90,7 @@ def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int
     train_images_per_s = batch_size * steps / (time.perf_counter() - start)
 
     model.eval()
-    image = FrameData(image_rgb=torch.rand(1, 3, size, size, device=device))
+    image = DepthBatch(image_rgb=torch.rand(1, 3, size, size, device=device))
     with torch.no_grad(), autocast:
         with FlopCounterMode(display=False) as counter:  # the warm-up pass
             model(image)

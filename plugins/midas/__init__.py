@@ -1,4 +1,5 @@
 """MiDaS (Ranftl et al., TPAMI 2022) and DPT: monocular relative depth trained on mixed datasets."""
 
-# Each module registers its classes: MidasSyntheticDatasets, ViTEncoder, ResNetEncoder, DepthEvaluator, MidasModel.
-from . import builtin_data, dpt_encoder, encoders, evaluator, model  # noqa: F401
+# Each module registers its classes: MidasDepthBatch, MidasSyntheticDatasets, ViTEncoder, ResNetEncoder,
+# DepthEvaluator, MidasModel.
+from . import batch, builtin_data, dpt_encoder, encoders, evaluator, model  # noqa: F401

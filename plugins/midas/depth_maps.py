@@ -9,17 +9,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_trainer.data.frame_data import FrameData
 from recon_trainer.fileio import atomic_path
 from recon_trainer.models.base import EvaluationMode
 from recon_trainer.visualization.images import read_image
 from recon_trainer.visualization.video import colorize_depth, to_uint8_frames
 
+from .batch import DepthBatch
+
 
 @torch.no_grad()
 def predict_disparity(model: torch.nn.Module, image: torch.Tensor, device: torch.device) -> torch.Tensor:
     """(H, W) relative inverse depth of one (3, H, W) image in [0, 1]."""
-    batch = FrameData(image_rgb=image[None].to(device), image_size_hw=torch.tensor([image.shape[1:]]))
+    batch = DepthBatch(image_rgb=image[None].to(device))
     return model(batch, evaluation_mode=EvaluationMode.EVALUATION)["disparity"][0, 0].float().cpu()
 
 

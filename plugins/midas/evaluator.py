@@ -1,8 +1,8 @@
 """DepthEvaluator: zero-shot relative-depth evaluation with the MiDaS protocol, per dataset.
 
-Each test frame names its dataset and metric in its meta (see recon_trainer/data/depth/base.py):
-"dataset", "eval_metric" ("delta1.25", "absrel" or "whdr"), "depth_cap" and, for ordinal datasets,
-"ordinal_pairs". The model's disparity is resized bilinearly to the ground truth and scored per image
+Test batches are DepthBatches (batch.py): each item names its `dataset`, its `eval_metric`
+("delta1.25", "absrel" or "whdr"), its `depth_cap` and, for ordinal datasets, its `ordinal_pairs`
+(as recon_trainer/data/depth/base.py sets them per dataset). The model's disparity is resized bilinearly to the ground truth and scored per image
 (`depth_metrics`): for delta1.25 and absrel it is least-squares aligned to the ground-truth disparity,
 clamped at 1 / depth_cap and inverted; frames with `depth_map` are scored against it, frames with
 only `disparity_map` (e.g. ReDWeb) against 1 / disparity_map (a depth_cap is then in those units).
@@ -18,7 +18,6 @@ An image without a valid pixel (or pair) has value null and is left out of its d
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,31 +29,34 @@ from recon_trainer.evaluation import depth_metrics
 from recon_trainer.evaluation.evaluator import EvaluatorBase, Evaluation, average_rows, json_number
 from recon_trainer.models.base import EvaluationMode
 
+from .batch import DepthBatch
+
 METRIC_UNITS = {"delta1.25": "%", "absrel": "ratio", "whdr": "%"}
 DELTA_THRESHOLD = 1.25
 # Ground-truth fields the model must not see.
-GROUND_TRUTH_FIELDS = ("depth_map", "disparity_map", "depth_mask")
 
 
-def frame_metric(pred_disparity: torch.Tensor, batch: Any, index: int, meta: Dict[str, Any]) -> float:
-    """The metric named in `meta` for frame `index` of `batch`; pred_disparity (H, W) at the ground-truth size."""
-    metric = meta["eval_metric"]
+def frame_metric(pred_disparity: torch.Tensor, batch: DepthBatch, index: int) -> float:
+    """Item `index`'s metric (batch.eval_metric[index]); pred_disparity (H, W) at the ground-truth size."""
+    metric, dataset = batch.eval_metric[index], batch.dataset[index]
     if metric not in METRIC_UNITS:
-        raise ValueError(f"DepthEvaluator: unknown eval_metric {metric!r}; expected one of {', '.join(METRIC_UNITS)}")
+        raise ValueError(f"DepthEvaluator: a {dataset} item has eval_metric {metric!r}; expected one of "
+                         f"{', '.join(METRIC_UNITS)} (a training item in the test split?)")
     if metric == "whdr":
-        if "ordinal_pairs" not in meta:
-            raise ValueError(f"DepthEvaluator: a {meta['dataset']} frame with eval_metric 'whdr' has no ordinal_pairs")
-        return depth_metrics.whdr_percent(pred_disparity, meta["ordinal_pairs"])
+        pairs = None if batch.ordinal_pairs is None else batch.ordinal_pairs[index]
+        if pairs is None:
+            raise ValueError(f"DepthEvaluator: a {dataset} item with eval_metric 'whdr' has no ordinal_pairs")
+        return depth_metrics.whdr_percent(pred_disparity, pairs)
     gt = batch.depth_map if batch.depth_map is not None else batch.disparity_map
     if gt is None:
-        raise ValueError(f"DepthEvaluator: a {meta['dataset']} frame ({metric}) has no depth_map or disparity_map")
+        raise ValueError(f"DepthEvaluator: a {dataset} item ({metric}) has no depth_map or disparity_map")
     gt = gt[index, 0]
     mask = gt > 0
     if batch.depth_mask is not None:
         mask &= batch.depth_mask[index, 0] > 0.5
     if not bool(mask.any()):
         return math.nan
-    cap = float(meta.get("depth_cap", 0.0))
+    cap = float(batch.depth_cap[index])
     if batch.depth_map is not None:
         depth = depth_metrics.aligned_depth_from_disparity(pred_disparity, gt, mask, cap)
     else:  # relative ground truth: score against its inverse
@@ -63,21 +65,6 @@ def frame_metric(pred_disparity: torch.Tensor, batch: Any, index: int, meta: Dic
     if metric == "delta1.25":
         return depth_metrics.delta_bad_percent(depth, gt, mask, DELTA_THRESHOLD)
     return depth_metrics.abs_rel(depth, gt, mask)
-
-
-def _frame_metas(batch: Any) -> List[Dict[str, Any]]:
-    """The per-frame meta dicts of a collated batch, each checked for the keys the evaluator needs."""
-    frames = batch.meta.get("frames") if isinstance(batch.meta, dict) else None
-    if not frames or len(frames) != len(batch):
-        raise ValueError(
-            "DepthEvaluator: each test batch needs meta['frames'], one dict per frame (from collate) with "
-            "'dataset' and 'eval_metric' (depth datasets' evaluation items)"
-        )
-    for meta in frames:
-        missing = [key for key in ("dataset", "eval_metric") if key not in meta]
-        if missing:
-            raise ValueError(f"DepthEvaluator: a test frame's meta {sorted(meta)} lacks {', '.join(missing)}")
-    return frames
 
 
 @registry.register
@@ -94,18 +81,19 @@ class DepthEvaluator(EvaluatorBase):
     def reset(self, device: torch.device) -> None:
         self._rows, self._caps = {}, {}
 
-    def process(self, model: torch.nn.Module, batch: Any) -> None:
-        """Score each frame of the batch (a batch whose datasets are all full is skipped unread)."""
-        metas = _frame_metas(batch)
-        keys = [(meta["dataset"], meta["eval_metric"]) for meta in metas]
+    def process(self, model: torch.nn.Module, batch: DepthBatch) -> None:
+        """Score each item of the batch (a batch whose datasets are all full is skipped unread)."""
+        if not isinstance(batch, DepthBatch):
+            raise TypeError(f"DepthEvaluator: a test batch is a {type(batch).__name__}; the data source's "
+                            "batch_builder_class_type must be MidasDepthBatch (as the midas configs set it)")
+        keys = list(zip(batch.dataset, batch.eval_metric))
         if all(self._full(self._rows.get(key, [])) for key in keys):
             return
-        values = self._evaluate_batch(model, batch, metas)
-        paths = batch.image_path if isinstance(batch.image_path, list) else [batch.image_path] * len(keys)
-        for key, meta, path, value in zip(keys, metas, paths, values):
+        values = self._evaluate_batch(model, batch)
+        for index, (key, value) in enumerate(zip(keys, values)):
             if not self._full(self._rows.setdefault(key, [])):
-                self._rows[key].append({"image_path": path, "value": value})
-                self._caps.setdefault(key, float(meta.get("depth_cap", 0.0)))
+                self._rows[key].append({"image_path": batch.image_path[index], "value": value})
+                self._caps.setdefault(key, float(batch.depth_cap[index]))
 
     def compute(self, epoch: Optional[int] = None) -> Evaluation:
         """{"<dataset>/<metric>": mean per-image value} and one results entry per dataset (module doc)."""
@@ -128,14 +116,13 @@ class DepthEvaluator(EvaluatorBase):
     def _full(self, per_image: List[Dict[str, Any]]) -> bool:
         return 0 < self.max_images_per_dataset <= len(per_image)
 
-    def _evaluate_batch(self, model: torch.nn.Module, batch: Any, metas: List[Dict[str, Any]]) -> List[float]:
-        """Per-frame metric values of one batch."""
-        withheld = dataclasses.replace(batch, **{name: None for name in GROUND_TRUTH_FIELDS})
-        disparity = model(withheld, evaluation_mode=EvaluationMode.EVALUATION)["disparity"]
+    def _evaluate_batch(self, model: torch.nn.Module, batch: DepthBatch) -> List[float]:
+        """Per-item metric values of one batch."""
+        disparity = model(batch.without_ground_truth(), evaluation_mode=EvaluationMode.EVALUATION)["disparity"]
         gt = next((v for v in (batch.depth_map, batch.disparity_map) if v is not None), batch.image_rgb)
         if disparity.shape[-2:] != gt.shape[-2:]:
             disparity = F.interpolate(disparity, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-        return [frame_metric(disparity[i, 0].float(), batch, i, meta) for i, meta in enumerate(metas)]
+        return [frame_metric(disparity[i, 0].float(), batch, i) for i in range(len(batch))]
 
 
 def _json_entries(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Tuple
 
 import torch
 
 from recon_trainer.config import ConfigError, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
-from recon_trainer.data.frame_data import FrameData
 from recon_trainer.models.base import EvaluationMode, ModelBase
 
+from .batch import DepthBatch
 from .decoder import MidasDecoder
 from .depth_maps import write_depth_maps
 from .encoders import MidasEncoderBase
@@ -32,9 +32,9 @@ class MidasModel(ModelBase):
 
     forward(batch, evaluation_mode): batch.image_rgb (B, 3, H, W) in [0, 1], any H, W. The image is
     resized (aspect ratio kept, sides multiples of 32, see input_transform.target_size) with
-    `resize_method`, or with `resize_method_by_dataset[name]` where `name` is the first frame's
-    batch.meta["frames"][0]["dataset"] (one resize per batch: a batch mixing datasets follows its
-    first frame), normalised with the encoder's mean and std, and the prediction is resized back.
+    `resize_method`, or with `resize_method_by_dataset[name]` where `name` is the first item's
+    batch.dataset[0] (one resize per batch: a batch mixing datasets follows its first item),
+    normalised with the encoder's mean and std, and the prediction is resized back.
     In training with resize_in_training=False the image is used as it is (its sides must be
     multiples of 32, as training crops are).
 
@@ -93,15 +93,13 @@ class MidasModel(ModelBase):
         per image into out_dir; returns the PNG paths."""
         return write_depth_maps(self, image_paths, out_dir, device)
 
-    def resize_method_for(self, batch: FrameData) -> str:
-        """The resize method of the batch: the override for its first frame's dataset, if any."""
-        frames = batch.meta.get("frames") or [{}]
-        dataset: Optional[str] = frames[0].get("dataset") if isinstance(frames[0], dict) else None
-        if isinstance(dataset, str) and dataset in self.resize_method_by_dataset:
-            return self.resize_method_by_dataset[dataset]
+    def resize_method_for(self, batch: DepthBatch) -> str:
+        """The resize method of the batch: the override for its first item's dataset, if any."""
+        if batch.dataset and batch.dataset[0] in self.resize_method_by_dataset:
+            return self.resize_method_by_dataset[batch.dataset[0]]
         return self.resize_method
 
-    def forward(self, batch: FrameData, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
+    def forward(self, batch: DepthBatch, evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION) -> Dict[str, Any]:
         """See the class docstring."""
         image = batch.image_rgb
         if image is None:
@@ -126,7 +124,7 @@ class MidasModel(ModelBase):
             preds.update(self._losses(batch, preds["disparity"]))
         return preds
 
-    def visualize(self, batch: FrameData) -> Dict[str, torch.Tensor]:
+    def visualize(self, batch: DepthBatch) -> Dict[str, torch.Tensor]:
         """{"disparity": (3, H, 2 W or 3 W) in [0, 1]}: the first image beside its predicted
         disparity and, when the batch has one, the target disparity_map (coloured: near is warm,
         each map its own range; the target black where depth_mask is 0)."""
@@ -142,7 +140,7 @@ class MidasModel(ModelBase):
             panels.append(colorize_depth(-batch.disparity_map[:1].float().cpu(), mask))
         return {"disparity": torch.cat(panels, dim=-1)[0]}
 
-    def _losses(self, batch: FrameData, disparity: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _losses(self, batch: DepthBatch, disparity: torch.Tensor) -> Dict[str, torch.Tensor]:
         """loss_ssi, loss_grad and objective of the prediction (B, 1, H, W) against the batch's target."""
         target = batch.disparity_map
         mask = torch.ones_like(target, dtype=torch.bool) if batch.depth_mask is None else batch.depth_mask > 0.5

@@ -29,6 +29,7 @@ from recon_trainer.config.saved import load_saved_config
 from recon_trainer.errors import RunDirectoryError
 from recon_trainer.experiment import Experiment
 from recon_trainer.training.checkpoints import list_checkpoints
+from recon_trainer.training.ema import load_averaged_weights
 from recon_trainer.training.run_directory import EXPCONFIG_FILE
 from recon_trainer.visualization.flyaround import film_flyaround
 from recon_trainer.visualization.images import list_images
@@ -72,6 +73,11 @@ def visualize_reconstruction(
     experiment = Experiment(**cfg)
     run_device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     model = experiment.model_factory(exp_dir=exp_dir).to(run_device)
+    checkpoint = experiment.model_factory.resumed_checkpoint()
+    if checkpoint is not None and checkpoint.ema is not None and getattr(experiment.training_loop,
+                                                                          "ema_for_evaluation", False):
+        load_averaged_weights(model, checkpoint.ema)  # the weights the run evaluated with
+        print(f"{PROG}: using the moving average of the weights kept in {checkpoint.path}")
     if images_dir is not None:
         writer = getattr(model, "write_image_predictions", None)
         if writer is None:

@@ -1,8 +1,8 @@
 """The configuration system: config classes, the plugin registry and the Hydra wiring.
 
 A config is a tree of dataclasses. A member typed with a `ReplaceableBase` namespace is a slot:
-`renderer_class_type=LSTMRenderer` picks the implementation and
-`renderer_LSTMRenderer_args.hidden_size=32` sets it.
+`raysampler_class_type=NearFarRaySampler` picks the implementation and
+`raysampler_NearFarRaySampler_args.n_pts_per_ray_training=32` sets it.
 """
 from .bases import Configurable, ReplaceableBase
 from .defaults import enable_get_default_args, get_default_args, get_default_args_field, remove_keys

@@ -3,7 +3,8 @@
 Evaluators work in two phases (as mmengine's metrics do): `process` runs the model on one batch
 and keeps what it needs of the result (per-item rows), `compute` turns everything processed since
 `reset` into an Evaluation: the flat metrics the trainer logs, the entries of results_test.json
-and a printed summary. `run` strings them together over a loader. The metric functions
+and a printed summary. `evaluate` strings them together over a loader; `run` also prints the
+summary and writes the results. The metric functions
 themselves live in evaluation/*_metrics.py; an evaluator reads the batch's typed fields.
 """
 from __future__ import annotations
@@ -53,6 +54,22 @@ class EvaluatorBase(ReplaceableBase):
     def compute(self, epoch: Optional[int] = None) -> Evaluation:
         """The Evaluation of everything processed since `reset`; `epoch` is recorded in the results."""
 
+    def evaluate(
+        self, *, model: torch.nn.Module, dataloader: Iterable, device: torch.device, epoch: Optional[int] = None
+    ) -> Evaluation:
+        """reset, process every batch of the loader (model in eval mode, no gradients; its mode is
+        restored after), compute."""
+        self.reset(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dataloader:
+                    self.process(model, batch.to(device) if hasattr(batch, "to") else batch)
+        finally:
+            model.train(was_training)
+        return self.compute(epoch)
+
     def run(
         self,
         *,
@@ -63,25 +80,22 @@ class EvaluatorBase(ReplaceableBase):
         epoch: Optional[int] = None,
         dump_to_json: bool = False,
     ) -> Dict[str, float]:
-        """reset, process every batch of the loader (model in eval mode, no gradients), compute,
-        print the summary and, with dump_to_json, write exp_dir/results_test.json atomically.
-        Returns the metrics."""
+        """`evaluate`, print the summary and, with dump_to_json, write exp_dir/results_test.json
+        atomically. Returns the metrics."""
         if dump_to_json and exp_dir is None:
             raise ValueError(f"{type(self).__name__}.run: dump_to_json=True needs exp_dir")
-        self.reset(device)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for batch in dataloader:
-                    self.process(model, batch.to(device) if hasattr(batch, "to") else batch)
-        finally:
-            model.train(was_training)
-        evaluation = self.compute(epoch)
+        evaluation = self.evaluate(model=model, dataloader=dataloader, device=device, epoch=epoch)
         print(evaluation.summary)
         if dump_to_json:
-            atomic_write(os.path.join(exp_dir, RESULTS_FILE), json.dumps(evaluation.results, indent=2))
+            write_results(exp_dir, evaluation.results)
         return evaluation.metrics
+
+
+def write_results(exp_dir: str, results: Any) -> str:
+    """exp_dir/results_test.json with `results` (JSON-ready), written atomically; its path."""
+    path = os.path.join(exp_dir, RESULTS_FILE)
+    atomic_write(path, json.dumps(results, indent=2))
+    return path
 
 
 def average_rows(rows: List[Dict[str, Any]]) -> Dict[str, float]:

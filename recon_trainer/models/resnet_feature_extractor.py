@@ -33,7 +33,7 @@ MAX_ERROR_CHARS = 600  # load_state_dict lists every bad key; keep the start of 
 def load_weights_file(module: torch.nn.Module, weights_path: str, owner: str, expected: str) -> None:
     """Load the state dict saved (torch.save) at `weights_path` into `module`, strictly.
 
-    `owner` ("ResNetEncoder") and `expected` ("torchvision resnet18") name the field and the
+    `owner` (e.g. "ResNetFeatureExtractor") and `expected` ("torchvision resnet18") name the field and the
     format in the errors: FileNotFoundError for a missing file, ValueError for one that is not a
     state dict of `module`'s keys and shapes.
     """

@@ -1,4 +1,5 @@
 """The run's accelerate.Accelerator and what it wraps (one process, or several under `accelerate launch`)."""
+import dataclasses
 from typing import Any, Optional, Tuple
 
 import torch
@@ -27,12 +28,12 @@ def prepare_for_training(
     dataloaders: DataLoaderMap,
 ) -> Tuple[torch.nn.Module, torch.optim.Optimizer, DataLoaderMap]:
     """Wrap the model (DDP, autocast), the optimizer and the train / val loaders (split across
-    processes) for the accelerator. The test loader stays whole: the main process evaluates it."""
+    processes) for the accelerator. The test loaders stay whole: the main process evaluates them."""
     model, optimizer = accelerator.prepare(model, optimizer)
-    return model, optimizer, DataLoaderMap(
+    return model, optimizer, dataclasses.replace(
+        dataloaders,
         train=_prepare_loader(accelerator, dataloaders.train),
         val=_prepare_loader(accelerator, dataloaders.val),
-        test=dataloaders.test,
     )
 
 

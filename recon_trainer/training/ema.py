@@ -76,6 +76,16 @@ class WeightEMA:
         return missing
 
 
+@torch.no_grad()
+def load_averaged_weights(model: torch.nn.Module, state: Dict[str, Any]) -> None:
+    """Put the averages of a saved `WeightEMA.state_dict()` into `model`'s parameters for good
+    (e.g. to film or predict with the weights evaluations used); parameters it lacks keep theirs."""
+    params = dict(_float_parameters(model))
+    for name, average in state["averages"].items():
+        if name in params:
+            params[name].copy_(average.to(params[name].device, params[name].dtype))
+
+
 def _float_parameters(model: torch.nn.Module) -> Iterator[tuple]:
     """(name, parameter) of each floating-point parameter, each once."""
     for name, param in model.named_parameters():

@@ -31,6 +31,7 @@ from recon_trainer.config import ConfigError
 from recon_trainer.data import epoch_hooks
 from recon_trainer.data.data_source import DataLoaderMap
 from recon_trainer.errors import NonFiniteError, RunInterrupted
+from recon_trainer.evaluation.evaluator import write_results
 from recon_trainer.models.base import EvaluationMode, TrainStepContext
 from recon_trainer.training.checkpoints import (
     TrainingCheckpoint,
@@ -429,10 +430,13 @@ class Trainer:
             return
         if self.is_main:
             with self._evaluation_weights():
-                metrics = s.evaluator.run(
-                    model=self._evaluation_model(), dataloader=self.loaders.test, device=self.accelerator.device,
-                    exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=dump_to_json,
-                )
+                if s.separate_test_sets and self.loaders.test_sets:
+                    metrics = self._evaluate_test_sets(dump_to_json)
+                else:
+                    metrics = s.evaluator.run(
+                        model=self._evaluation_model(), dataloader=self.loaders.test, device=self.accelerator.device,
+                        exp_dir=self.exp_dir, epoch=self.stats.epoch, dump_to_json=dump_to_json,
+                    )
             set_train_mode(self.model)
             if stat_set is not None:
                 self.stats.update(stat_set, metrics)
@@ -440,6 +444,23 @@ class Trainer:
                 for metric_logger in self.loggers:
                     metric_logger.log_epoch("test", self.stats.epoch, self.global_step, metrics)
         self.accelerator.wait_for_everyone()
+
+    def _evaluate_test_sets(self, dump_to_json: bool) -> Dict[str, float]:
+        """The evaluator on each named test set (data source's test_sets) in turn: metrics
+        "<set>/<metric>", and results_test.json {set: that set's results}."""
+        metrics: Dict[str, float] = {}
+        results: Dict[str, Any] = {}
+        for name, loader in self.loaders.test_sets.items():
+            evaluation = self.settings.evaluator.evaluate(
+                model=self._evaluation_model(), dataloader=loader, device=self.accelerator.device,
+                epoch=self.stats.epoch,
+            )
+            print(f"test set {name}:\n{evaluation.summary}")
+            metrics.update({f"{name}/{key}": value for key, value in evaluation.metrics.items()})
+            results[name] = evaluation.results
+        if dump_to_json:
+            write_results(self.exp_dir, results)
+        return metrics
 
     # ------------------------------------------------------------- checkpoints
 

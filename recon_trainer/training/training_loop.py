@@ -79,6 +79,7 @@ class ReconTrainingLoop(TrainingLoopBase):
     validation_interval: int = 1  # validate after epoch e when e % interval == 0; <= 0: never
     test_interval: int = -1  # evaluate the test split after epoch e when e % interval == 0; <= 0: never
     test_when_finished: bool = False  # evaluate the test split at the end and write results_test.json
+    separate_test_sets: bool = False  # evaluate each named test set of the data source on its own (DUSt3R-style)
     clip_grad: float = 0.0  # clip the gradients' total norm to this; 0: no clipping
     gradient_accumulation_steps: int = 1  # batches whose gradients are summed per optimizer step
     mixed_precision: str = choice_field("no", MIXED_PRECISION_CHOICES)  # no, bf16 (GPU/CPU autocast) or fp16 (GPU)

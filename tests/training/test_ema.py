@@ -7,7 +7,7 @@ import torch
 from recon_trainer.config import ConfigError
 from recon_trainer.experiment import Experiment
 from recon_trainer.training.checkpoints import list_checkpoints, load_checkpoint
-from recon_trainer.training.ema import WeightEMA
+from recon_trainer.training.ema import WeightEMA, load_averaged_weights
 
 from . import toy_plugin
 from .helpers import assert_same_state, final_checkpoint
@@ -136,3 +136,16 @@ def test_a_checkpoint_without_an_ema_still_loads_and_starts_the_average(tmp_path
     Experiment(**cfg).run()
     assert any("holds no EMA of the weights" in r.getMessage() for r in caplog.records)
     assert final_checkpoint(tmp_path).ema["n_averaged"] == 6
+
+
+def test_saved_averages_can_be_put_into_a_model_for_good():
+    model = torch.nn.Linear(3, 2)
+    ema = WeightEMA(model, decay=0.5)
+    ema.update(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    fresh = torch.nn.Linear(3, 2)
+    load_averaged_weights(fresh, ema.state_dict())
+    assert torch.equal(fresh.weight, ema.averages["weight"]) and torch.equal(fresh.bias, ema.averages["bias"])
+    assert not torch.equal(fresh.weight, model.weight)

@@ -151,6 +151,19 @@ def test_eval_only_evaluates_the_checkpoint_without_training(tmp_path):
     assert [(f.path, os.path.getmtime(f.path)) for f in list_checkpoints(str(tmp_path))] == before
 
 
+def test_named_test_sets_are_evaluated_one_by_one_when_asked(tmp_path):
+    cfg = toy_config(tmp_path, max_epochs=1, test_when_finished=True, separate_test_sets=True)
+    cfg.data_source_ToyDataSource_args.n_test_sets = 2
+    run(cfg)
+    result = json.loads((tmp_path / "results_test.json").read_text())
+    assert sorted(result) == ["part0", "part1"]
+    whole = toy_config(tmp_path / "whole", max_epochs=1, test_when_finished=True)
+    run(whole)
+    overall = json.loads((tmp_path / "whole" / "results_test.json").read_text())[0]["metrics"]["mse"]
+    parts = [result[name][0]["metrics"]["mse"] for name in ("part0", "part1")]
+    assert overall == pytest.approx(sum(parts) / 2)  # the same run; each part holds half of the 8 frames
+
+
 def test_eval_only_needs_a_test_split(tmp_path):
     cfg = toy_config(tmp_path, eval_only=True)
     cfg.data_source_ToyDataSource_args.n_test = 0

@@ -37,6 +37,7 @@ class ToyDataSource(DataSourceBase):
     data_seed: int = 0
     num_workers: int = 0  # DataLoader worker processes
     epoch_aware: bool = False  # the train set records its on_epoch_start calls in EPOCH_HOOK_CALLS
+    n_test_sets: int = 0  # > 0: the test split is also given as this many named parts, test_sets["part<i>"]
 
     def _frames(self, n: int, offset: int, split: str, generator: torch.Generator):
         weights = torch.tensor([0.5, -1.0, 2.0])
@@ -66,8 +67,10 @@ class ToyDataSource(DataSourceBase):
                 dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, num_workers=self.num_workers
             )
 
+        parts = [datasets.test[i :: self.n_test_sets] for i in range(self.n_test_sets)] if datasets.test else []
         return datasets, DataLoaderMap(
-            train=loader(datasets.train, self.shuffle), val=loader(datasets.val), test=loader(datasets.test)
+            train=loader(datasets.train, self.shuffle), val=loader(datasets.val), test=loader(datasets.test),
+            test_sets={f"part{i}": loader(part) for i, part in enumerate(parts)},
         )
 
 

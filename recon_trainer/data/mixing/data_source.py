@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from torch.utils.data import DataLoader
@@ -28,20 +27,6 @@ from recon_trainer.data.mixing.sampler import MixingBatchSampler
 MIXING_MODES = ("concat", "equal", "weighted")
 
 
-@dataclasses.dataclass
-class MixtureDataLoaderMap(DataLoaderMap):
-    """DataLoaderMap plus one loader per top-level term of the test expression.
-
-    `test` stays the loader over the whole test expression (the concatenation of its terms), so
-    the trainer and evaluators see what they saw before; `test_sets` maps each term's name (its
-    dataset label, repeats numbered #2, #3, ...: expression.unique_names) to a loader over that
-    term alone, as DUSt3R and Spann3R build one test loader per '+'-separated part. Empty when
-    there is no test split.
-    """
-
-    test_sets: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
 @registry.register
 class MixtureDataSource(DataSourceBase):
     """Each split is a mixing expression such as
@@ -62,8 +47,8 @@ class MixtureDataSource(DataSourceBase):
 
     Batches: `batch_builder` turns the datasets' items into the method's batch (data/batching.py);
     the default FrameDataBatch collates FrameData items as frame_data.collate always did and
-    converts records to FrameData. The loaders are a MixtureDataLoaderMap: `test` over the whole
-    test expression and `test_sets` with one loader per top-level term, named by its dataset.
+    converts records to FrameData. The loaders' `test` covers the whole test expression and
+    `test_sets` has one loader per top-level term, named by its dataset (repeats: #2, #3, ...).
     """
 
     data_root: str = ""  # relative dataset paths in the expressions are joined to it; "": as written
@@ -122,7 +107,7 @@ class MixtureDataSource(DataSourceBase):
         if self.check_files:
             check_split_files(leaves, self.skip_unreadable, f"data_source_{type(self).__name__}_args")
         datasets = DatasetMap(**{split: assemble_mixture(text, leaves[split]) for split, text in texts.items()})
-        loaders = MixtureDataLoaderMap(
+        loaders = DataLoaderMap(
             train=self._train_loader(datasets.train),
             val=self._eval_loader(datasets.val),
             test=self._eval_loader(datasets.test),

@@ -1,4 +1,4 @@
-"""DepthEvaluator: per-frame metrics from the frames' meta, per-dataset means, results_test.json.
+"""DepthEvaluator: per-item metrics from a DepthBatch's typed fields, per-dataset means, results_test.json.
 
 The fake model returns the first image channel as its disparity, so each frame's prediction is set
 by its image. Expected values are the hand example of test_depth_metrics.py: pred [[1, 0], [0, -1]]
@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from recon_trainer.config import get_default_args
 from recon_trainer.data.depth.base import DepthDataset, DepthSample
-from recon_trainer.data.frame_data import FrameData, collate
+from recon_trainer.data.frame_data import FrameData
 from recon_trainer.evaluation import depth_metrics
+from recon_trainer_plugins.midas.batch import DepthBatch
 from recon_trainer_plugins.midas.evaluator import DepthEvaluator
 
 PRED = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
@@ -57,7 +58,7 @@ def loader():
                    depth_mask=MASK[None])
     pairs = torch.tensor([[0, 0, 0, 1, -1], [0, 1, 1, 0, 1], [1, 0, 1, 1, -1]])
     diw = frame(torch.tensor([[3.0, 1.0], [2.0, 2.0]]), "DIW", "whdr", ordinal_pairs=pairs, path="d0")
-    return [collate(kitti), collate([sintel]), collate([redweb]), collate([diw])]
+    return [DepthBatch.from_frames(kitti), DepthBatch.from_frames([sintel]), DepthBatch.from_frames([redweb]), DepthBatch.from_frames([diw])]
 
 
 def run(tmp_path, batches, model=None, **fields):
@@ -101,7 +102,7 @@ def test_prediction_is_resized_bilinearly_to_the_ground_truth(tmp_path):
     image = torch.rand(8, 12, generator=generator)
     depth = 0.5 + torch.rand(8, 12, generator=generator) * 3
     mask = (torch.rand(8, 12, generator=generator) > 0.2).float()
-    batch = collate([frame(image, "NYU", "delta1.25", 3.0, "n0", depth_map=depth[None], depth_mask=mask[None])])
+    batch = DepthBatch.from_frames([frame(image, "NYU", "delta1.25", 3.0, "n0", depth_map=depth[None], depth_mask=mask[None])])
     metrics, _ = run(tmp_path, [batch], model=FirstChannelModel(stride=2))
     small = image[None, None, ::2, ::2]
     resized = F.interpolate(small, size=(8, 12), mode="bilinear", align_corners=False)[0, 0]
@@ -112,7 +113,7 @@ def test_prediction_is_resized_bilinearly_to_the_ground_truth(tmp_path):
 
 
 def test_a_depth_dataset_end_to_end(tmp_path):
-    """Items of a DepthDataset subclass (uint8 images, depth with a cap) through the default collate."""
+    """Items of a DepthDataset subclass (uint8 images, depth with a cap) through MiDaS's batch builder."""
 
     class TinyDepth(DepthDataset):
         eval_metric: str = "delta1.25"
@@ -131,7 +132,7 @@ def test_a_depth_dataset_end_to_end(tmp_path):
             return DepthSample(image=image, path=f"img{record}.png", depth=depth)
 
     dataset = TinyDepth(name="Tiny", depth_cap=20.0)
-    batches = [collate([dataset[0]]), collate([dataset[1]])]
+    batches = [DepthBatch.from_frames([dataset[0]]), DepthBatch.from_frames([dataset[1]])]
     metrics, results = run(tmp_path, batches)
     assert results[0]["per_image"][0] == {"image_path": "img0.png", "value": pytest.approx(0.0, abs=1e-6)}
     assert 0 < results[0]["per_image"][1]["value"] <= 100
@@ -141,15 +142,18 @@ def test_a_depth_dataset_end_to_end(tmp_path):
 
 def test_frames_without_valid_pixels_are_null_and_left_out(tmp_path):
     empty = frame(PRED, "KITTI", "delta1.25", 2.0, "e0", depth_map=GT_DEPTH[None], depth_mask=torch.zeros(1, 2, 2))
-    metrics, results = run(tmp_path, [loader()[0], collate([empty])])
+    metrics, results = run(tmp_path, [loader()[0], DepthBatch.from_frames([empty])])
     assert metrics["KITTI/delta1.25"] == pytest.approx(50 / 3)
     assert results[0]["n_images"] == 3 and results[0]["per_image"][2]["value"] is None
 
 
 def test_malformed_batches_name_the_problem(tmp_path):
-    no_meta = FrameData(image_rgb=torch.zeros(1, 3, 2, 2), depth_map=GT_DEPTH[None, None])
-    with pytest.raises(ValueError, match="meta\\['frames'\\]"):
-        run(tmp_path, [no_meta])
+    not_midas = FrameData(image_rgb=torch.zeros(1, 3, 2, 2), depth_map=GT_DEPTH[None, None])
+    with pytest.raises(TypeError, match="batch_builder_class_type must be MidasDepthBatch"):
+        run(tmp_path, [not_midas])
+    training_item = DepthBatch.from_frames([FrameData(image_rgb=torch.zeros(3, 2, 2), meta={"dataset": "ReDWeb"})])
+    with pytest.raises(ValueError, match="a ReDWeb item has eval_metric ''"):
+        run(tmp_path, [training_item])
     no_pairs = frame(PRED, "DIW", "whdr")
     with pytest.raises(ValueError, match="no ordinal_pairs"):
-        run(tmp_path, [collate([no_pairs])])
+        run(tmp_path, [DepthBatch.from_frames([no_pairs])])

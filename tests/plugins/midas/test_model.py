@@ -6,15 +6,15 @@ import timm
 import torch
 import torchvision
 
+from recon_trainer.config import ConfigError, get_default_args
+from recon_trainer.models.base import EvaluationMode
+from recon_trainer.training.param_groups import assign_param_groups
+from recon_trainer_plugins.midas.batch import DepthBatch
 from recon_trainer_plugins.midas.dpt_encoder import Readout, ViTEncoder
 from recon_trainer_plugins.midas.encoders import ResNetEncoder
 from recon_trainer_plugins.midas.input_transform import normalize_image, resize_image, target_size
 from recon_trainer_plugins.midas.losses import midas_loss
 from recon_trainer_plugins.midas.model import MidasModel
-from recon_trainer.config import ConfigError, get_default_args
-from recon_trainer.data.frame_data import FrameData, collate
-from recon_trainer.models.base import EvaluationMode
-from recon_trainer.training.param_groups import assign_param_groups
 
 NET_SIZE = 64
 TINY_VIT = {"arch": "vit_tiny_patch16_224", "depth": 4, "hooks": (0, 1, 2, 3), "reassemble_channels": (8, 16, 24, 32)}
@@ -42,7 +42,7 @@ def vit_model() -> MidasModel:
     return tiny_model("ViTEncoder")
 
 
-def encoder_inputs(model: MidasModel, batch: FrameData, mode=EvaluationMode.EVALUATION) -> List[torch.Tensor]:
+def encoder_inputs(model: MidasModel, batch: DepthBatch, mode=EvaluationMode.EVALUATION) -> List[torch.Tensor]:
     """The images the encoder got during one forward pass."""
     seen = []
     handle = model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
@@ -54,21 +54,21 @@ def encoder_inputs(model: MidasModel, batch: FrameData, mode=EvaluationMode.EVAL
     return seen
 
 
-def network_input_sizes(model: MidasModel, batch: FrameData, mode=EvaluationMode.EVALUATION) -> List[Tuple[int, int]]:
+def network_input_sizes(model: MidasModel, batch: DepthBatch, mode=EvaluationMode.EVALUATION) -> List[Tuple[int, int]]:
     """The (h, w) the encoder saw during one forward pass."""
     return [tuple(x.shape[-2:]) for x in encoder_inputs(model, batch, mode)]
 
 
-def training_batch(size=(64, 96), seed: int = 1) -> FrameData:
+def training_batch(size=(64, 96), seed: int = 1) -> DepthBatch:
     generator = torch.Generator().manual_seed(seed)
     h, w = size
     ramp = torch.linspace(0.5, 2.0, w).expand(2, 1, h, w)
     mask = torch.rand(2, 1, h, w, generator=generator) > 0.3
-    return FrameData(
+    return DepthBatch(
         image_rgb=torch.rand(2, 3, h, w, generator=generator),
         disparity_map=ramp * mask,
         depth_mask=mask.float(),
-        meta={"frames": [{"dataset": "ReDWeb"}, {"dataset": "ReDWeb"}]},
+        dataset=["ReDWeb", "ReDWeb"],
     )
 
 
@@ -107,7 +107,7 @@ def test_normalisation_uses_the_encoders_mean_and_std(resnet_model, vit_model):
     out = normalize_image(image, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     expected = torch.tensor([0.0, (1.0 - 0.456) / 0.224, -0.406 / 0.225]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
     assert torch.allclose(out, expected)
-    grey = FrameData(image_rgb=torch.full((1, 3, 64, 64), 0.75))  # already 64 x 64: no resize
+    grey = DepthBatch(image_rgb=torch.full((1, 3, 64, 64), 0.75))  # already 64 x 64: no resize
     (seen,) = encoder_inputs(vit_model, grey)
     assert torch.allclose(seen, torch.full_like(seen, 0.5))  # (0.75 - 0.5) / 0.5
     (seen,) = encoder_inputs(resnet_model, grey)
@@ -129,7 +129,7 @@ def test_resize_keeps_constants_and_non_negativity():
 
 def test_a_randomly_initialised_head_starts_positive_everywhere():
     """No seed may start with the final ReLU zeroing the map (it would never train)."""
-    batch = FrameData(image_rgb=torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)))
+    batch = DepthBatch(image_rgb=torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)))
     for seed in range(4):
         torch.manual_seed(seed)
         model = MidasModel(encoder_ResNetEncoder_args={"arch": "resnet18"}, features=16, net_size=NET_SIZE)
@@ -141,7 +141,7 @@ def test_a_randomly_initialised_head_starts_positive_everywhere():
 @pytest.mark.parametrize("fixture", ["resnet_model", "vit_model"])
 def test_disparity_has_the_input_size_and_is_non_negative(fixture, request):
     model = request.getfixturevalue(fixture).eval()
-    batch = FrameData(image_rgb=torch.rand(2, 3, 70, 50, generator=torch.Generator().manual_seed(3)))
+    batch = DepthBatch(image_rgb=torch.rand(2, 3, 70, 50, generator=torch.Generator().manual_seed(3)))
     assert network_input_sizes(model, batch) == [(64, 32)]  # upper_bound 64: scale 64/70, 45.7 -> 32
     with torch.no_grad():
         disparity = model(batch)["disparity"]
@@ -152,9 +152,9 @@ def test_disparity_has_the_input_size_and_is_non_negative(fixture, request):
 
 def test_kitti_frames_are_resized_with_lower_bound(resnet_model):
     image = torch.rand(3, 32, 96)
-    kitti = collate([FrameData(image_rgb=image, meta={"dataset": "KITTI"}), FrameData(image_rgb=image, meta={})])
-    other = collate([FrameData(image_rgb=image, meta={"dataset": "NYU"})])
-    plain = FrameData(image_rgb=image[None])
+    kitti = DepthBatch(image_rgb=torch.stack([image, image]), dataset=["KITTI", ""])
+    other = DepthBatch(image_rgb=image[None], dataset=["NYU"])
+    plain = DepthBatch(image_rgb=image[None])
     assert resnet_model.resize_method_for(kitti) == "lower_bound"
     assert network_input_sizes(resnet_model, kitti) == [(64, 192)]  # cover 64 x 64: scale 2
     assert network_input_sizes(resnet_model, other) == [(32, 64)]  # fit inside: scale 2/3, 21.3 -> 32
@@ -198,7 +198,7 @@ def test_zero_gradient_weight_skips_the_gradient_term():
 def test_bf16_autocast_gives_float32_outputs(vit_model):
     batch = training_batch()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        evaluated = vit_model.eval()(FrameData(image_rgb=torch.rand(1, 3, 70, 50)))
+        evaluated = vit_model.eval()(DepthBatch(image_rgb=torch.rand(1, 3, 70, 50)))
         trained = vit_model.train()(batch, evaluation_mode=EvaluationMode.TRAINING)
     assert evaluated["disparity"].dtype == torch.float32 and evaluated["disparity"].shape == (1, 1, 70, 50)
     assert trained["objective"].dtype == torch.float32 and torch.isfinite(trained["objective"])
@@ -209,7 +209,7 @@ def test_training_input_checks(resnet_model):
     with pytest.raises(ValueError, match="multiples of 32"):
         resnet_model(odd, evaluation_mode=EvaluationMode.TRAINING)
     with pytest.raises(ValueError, match="disparity_map"):
-        resnet_model(FrameData(image_rgb=odd.image_rgb), evaluation_mode=EvaluationMode.TRAINING)
+        resnet_model(DepthBatch(image_rgb=odd.image_rgb), evaluation_mode=EvaluationMode.TRAINING)
     resizing = tiny_model(resize_in_training=True)
     assert network_input_sizes(resizing, odd, EvaluationMode.TRAINING) == [(64, 32)]
     with torch.no_grad():

@@ -4,6 +4,7 @@ and recon_visualizer writes depth maps for a folder of images; a mixture samples
 The data is a tiny synthetic ReDWeb written by the same code as tools/make_depth_datasets.py:
 48 views of one rendered room at 64x64, every 4th one held out (new viewpoints of the room).
 """
+import collections
 import json
 import os
 import subprocess
@@ -17,7 +18,6 @@ from PIL import Image
 from recon_trainer.config import expand_args_fields
 from recon_trainer.config.hydra_app import compose_config, store_root_config
 from recon_trainer.data.depth.synthetic import render_depth_views, write_depth_datasets, write_redweb
-from recon_trainer.data.mixing.data_source import count_labels
 from recon_trainer.experiment import Experiment
 from recon_trainer.models.base import EvaluationMode
 
@@ -115,7 +115,7 @@ def test_mixed_run_samples_each_dataset_at_its_share(tmp_path, monkeypatch, mixi
     batches = list(loaders.train)
     assert len(batches) == 6
     for batch in batches:
-        assert count_labels([batch]) == expected
+        assert dict(collections.Counter(batch.dataset)) == expected
         assert batch.image_rgb.shape == (8, 3, 32, 32) and torch.isfinite(batch.disparity_map).all()
     model = experiment.model_factory(exp_dir=str(tmp_path / "run"))
     preds = model(batches[0], evaluation_mode=EvaluationMode.TRAINING)
