@@ -18,6 +18,7 @@ BUILTIN_MODULES = (
     "recon_trainer.data.depth.redweb",
     "recon_trainer.data.depth.sintel",
     "recon_trainer.data.depth.tum",
+    "recon_trainer.data.depth.sequences",  # TUMSequences, KITTISequences, SintelSequences, ETH3DSequences
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
     "recon_trainer.data.mixing.data_source",  # MixtureDataSource

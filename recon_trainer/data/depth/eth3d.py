@@ -76,6 +76,10 @@ class ETH3D(DepthDataset):
     depth_cap: float = 72.0  # metres
     eval_metric: str = "absrel"
 
+    def sample_sequence(self, sample: ETH3DSample) -> str:
+        """The sequence a sample belongs to (DepthSequences groups by it): its scene."""
+        return sample.scene
+
     def list_samples(self) -> List[ETH3DSample]:
         if not os.path.isdir(self.root):
             raise ConfigError(f"ETH3D: root folder {self.root!r} not found")

@@ -73,6 +73,10 @@ class KITTI(DepthDataset):
     depth_cap: float = 80.0  # metres
     eval_metric: str = "delta1.25"
 
+    def sample_sequence(self, sample: Tuple[str, str, str]) -> str:
+        """The sequence a sample belongs to (DepthSequences groups by it): its drive."""
+        return sample[2]
+
     def list_samples(self) -> List[Tuple[str, str, str]]:
         split_dir = os.path.join(self.depth_root, self.split)
         if not os.path.isdir(split_dir):

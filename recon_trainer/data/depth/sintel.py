@@ -59,6 +59,10 @@ class Sintel(DepthDataset):
     depth_cap: float = 72.0  # scene units
     eval_metric: str = "absrel"
 
+    def sample_sequence(self, sample: Tuple[str, str, str, str]) -> str:
+        """The sequence a sample belongs to (DepthSequences groups by it): its scene."""
+        return sample[3]
+
     def list_samples(self) -> List[Tuple[str, str, str, str]]:
         folders = [self.image_folder, "depth"] + (["occlusions"] if self.use_occlusions else [])
         for folder in folders:

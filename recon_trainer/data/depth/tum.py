@@ -65,6 +65,10 @@ class TUM(DepthDataset):
     depth_cap: float = 10.0  # metres
     eval_metric: str = "delta1.25"
 
+    def sample_sequence(self, sample: Tuple[str, str]) -> str:
+        """The sequence a sample belongs to (DepthSequences groups by it): the sequence folder."""
+        return self.sequence
+
     def list_samples(self) -> List[Tuple[str, str]]:
         rgb = read_timestamps(os.path.join(self.root, "rgb.txt"))
         depth = read_timestamps(os.path.join(self.root, "depth.txt"))
