@@ -18,12 +18,12 @@ Built in:
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, List, Sequence
 
-import torch
 
 from recon_trainer.config import ReplaceableBase, registry
-from recon_trainer.data.frame_data import FrameData, collate
+from recon_trainer.data.frame_data import FrameData, collate, view_frame_data
 from recon_trainer.data.records import SequenceRecord, ViewRecord, stack_records
 
 
@@ -34,9 +34,9 @@ class BatchBuilderBase(ReplaceableBase):
         """A dataset item (a record, or a FrameData) as the method's item; the default: unchanged."""
         return record
 
+    @abc.abstractmethod
     def collate(self, items: List[Any]) -> Any:
         """The items of one batch (outputs of `item`) as one batch."""
-        raise NotImplementedError(f"{type(self).__name__} does not define collate")
 
     def __call__(self, items: List[Any]) -> Any:
         """The DataLoader's collate_fn: `collate([item(x) for x in items])`."""
@@ -54,43 +54,16 @@ class BatchCollate:
 
 
 def view_to_frame_data(view: ViewRecord) -> FrameData:
-    """One ViewRecord as a single FrameData frame.
-
-    image_rgb (3, H, W); depth_map (1, H, W) for metric or relative depth and disparity_map for
-    disparity, 0 where not valid (FrameData's convention: +inf sky and NaN become 0) with
-    depth_mask (1, H, W) = records' depth_valid(); camera from to_cameras() when K and pose are
-    known; fg_probability from mask_fg, mask_crop from mask_valid; frame_number, sequence_name,
-    image_path; meta {"dataset", "label_type", "depth_kind", "depth_infinite" (1, H, W) bool,
-    "extras"}.
-    """
-    depth_map = disparity_map = depth_mask = None
+    """One ViewRecord as a single FrameData frame (frame_data.view_frame_data), with meta
+    {"dataset", "label_type", "depth_kind", "depth_infinite" (1, H, W) bool when it has depth,
+    "extras" when it has any}: +inf sky and NaN become 0 in FrameData's depth, so the sky mask
+    travels in meta."""
     meta = {"dataset": view.dataset, "label_type": view.label_type, "depth_kind": view.depth_kind}
     if view.depth is not None:
-        valid = view.depth_valid()
-        values = torch.where(valid, view.depth, torch.zeros_like(view.depth))[None]
-        if view.depth_kind == "disparity":
-            disparity_map = values
-        else:
-            depth_map = values
-        depth_mask = valid[None].float()
         meta["depth_infinite"] = view.depth_infinite()[None]
     if view.extras:
         meta["extras"] = view.extras
-    camera = view.to_cameras() if view.intrinsics is not None and view.camera_to_world is not None else None
-    return FrameData(
-        image_rgb=view.image,
-        fg_probability=None if view.mask_fg is None else view.mask_fg[None].float(),
-        mask_crop=None if view.mask_valid is None else view.mask_valid[None].float(),
-        depth_map=depth_map,
-        depth_mask=depth_mask,
-        disparity_map=disparity_map,
-        camera=camera,
-        image_size_hw=torch.tensor(view.image_size_hw),
-        frame_number=int(view.frame),
-        sequence_name=view.sequence,
-        image_path=view.path or None,
-        meta=meta,
-    )
+    return view_frame_data(view, meta=meta)
 
 
 @registry.register

@@ -2,7 +2,8 @@
 
 Every field is optional so that one type serves NVS (images, masks, cameras), depth estimation
 (images, depths) and multi-view methods. A single frame holds unbatched tensors; `collate`
-stacks a list of frames into a batch (leading dimension B) and joins their cameras.
+stacks a list of frames into a batch (leading dimension B) and joins their cameras;
+`view_frame_data` makes one frame of a ViewRecord (data/records.py).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 
 from recon_trainer.data.cameras import PerspectiveCameras, join_cameras
+from recon_trainer.data.records import ViewRecord
 
 # Frame types: a frame is "train_known", "test_unseen", ... (split and whether its view is known).
 FRAME_TYPE_TRAIN = "train"
@@ -108,3 +110,46 @@ def collate(frames: List[FrameData]) -> FrameData:
         else:
             batch[field.name] = _collate_values(field.name, values)
     return FrameData(**batch)
+
+
+def view_frame_data(
+    view: ViewRecord, frame_type: Optional[str] = None, mask_crop: Optional[torch.Tensor] = None, **fields: Any
+) -> FrameData:
+    """A single-frame FrameData of one view.
+
+    image_rgb: view.image (3, H, W); fg_probability: view.mask_fg as float (1, H, W); mask_crop:
+    the given (1, H, W) tensor (one shared by every frame of a provider), else view.mask_valid as
+    float, else None; depth_map (disparity_map for a record of disparity): the depth where
+    `view.depth_valid()`, 0 elsewhere, with depth_mask = that validity as float (1, H, W) (None
+    without depth); camera: `view.to_cameras()` (pytorch3d
+    NDC, image_size set) when the view has intrinsics and a pose; image_size_hw (2,) int64;
+    frame_number int(view.frame); sequence_name view.sequence; image_path view.path (None when
+    empty). `fields` set or replace FrameData fields (e.g. meta, sequence_category, depth_mask).
+    """
+    depth_map = disparity_map = depth_mask = None
+    if view.depth is not None:
+        valid = view.depth_valid()
+        values = torch.where(valid, view.depth, torch.zeros_like(view.depth))[None]
+        if view.depth_kind == "disparity":
+            disparity_map = values
+        else:
+            depth_map = values
+        depth_mask = valid.float()[None]
+    if mask_crop is None and view.mask_valid is not None:
+        mask_crop = view.mask_valid.float()[None]
+    values = dict(
+        image_rgb=view.image,
+        fg_probability=None if view.mask_fg is None else view.mask_fg.float()[None],
+        mask_crop=mask_crop,
+        depth_map=depth_map,
+        disparity_map=disparity_map,
+        depth_mask=depth_mask,
+        camera=view.to_cameras() if view.intrinsics is not None and view.camera_to_world is not None else None,
+        image_size_hw=torch.tensor(view.image_size_hw, dtype=torch.long),
+        frame_number=int(view.frame),
+        sequence_name=view.sequence,
+        frame_type=frame_type,
+        image_path=view.path or None,
+    )
+    values.update(fields)
+    return FrameData(**values)

@@ -2,9 +2,9 @@
 
     ROOT/splits/scannetv2_{train,val,test}.txt      one scene id a line
     ROOT/{scans,scans_test}/<scene>/intrinsic/intrinsic_depth.txt   4x4 (K in the top-left 3x3)
-    ROOT/{scans,scans_test}/<scene>/sensor_data/frame-XXXXXX.color.jpg
-                                                   frame-XXXXXX.depth.png   uint16 millimetres, 0 unknown
-                                                   frame-XXXXXX.pose.txt    4x4 camera-to-world (OpenCV)
+    ROOT/{scans,scans_test}/<scene>/sensor_data/frame-<6 digits>.color.jpg
+                                                   frame-<6 digits>.depth.png   uint16 millimetres, 0 unknown
+                                                   frame-<6 digits>.pose.txt    4x4 camera-to-world (OpenCV)
 
 The colour image is resized to the depth map's size (the depth intrinsics hold for both), as
 Spann3R does. ScanNet's K has integer pixel centres; records use centres at + 0.5

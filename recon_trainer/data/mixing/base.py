@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Tuple
+from typing import Any, ClassVar, Collection, Sequence, Tuple
 
 from recon_trainer.config import ReplaceableBase
 
@@ -39,3 +39,35 @@ class MixableDataset(ReplaceableBase):
     @abc.abstractmethod
     def __getitem__(self, index: int) -> Any:
         """Item `index` (0 <= index < len)."""
+
+
+class ListedDataset(MixableDataset):
+    """A MixableDataset over a listing made before anything is loaded: `list_items()` returns it
+    (anything with len, `item_files(i)` and `drop_items(indices)`, e.g. file_check.FileItems), kept
+    as `_listing`, and `read_item(i)` loads item i. The data check sees the listing's files
+    (CheckableDataset) and drops from it. Not registered itself."""
+
+    def __post_init__(self) -> None:
+        self._listing = self.list_items()
+
+    @abc.abstractmethod
+    def list_items(self) -> Any:
+        """The listing (class doc); raises ConfigError naming what is missing."""
+
+    @abc.abstractmethod
+    def read_item(self, index: int) -> Any:
+        """Item `index` of the listing, read from disk."""
+
+    def __len__(self) -> int:
+        return len(self._listing)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.read_item(index)
+
+    def item_files(self, index: int) -> Sequence[Any]:
+        """The files item `index` reads (CheckableDataset)."""
+        return self._listing.item_files(index)
+
+    def drop_items(self, indices: Collection[int]) -> None:
+        """Remove these items (CheckableDataset)."""
+        self._listing.drop_items(indices)

@@ -17,7 +17,7 @@ The principal point is the image centre, and fx = fy = 0.5 * W / tan(0.5 * camer
 
 Each frame is read as a ViewRecord (`read_blender_view`: the composited image, the alpha as a soft
 mask_fg, depth, K in pixels, the OpenCV camera-to-world) and the provider's FrameData is made from
-it (providers/frames.py). In mixing expressions, `Blender(root=..., split=...)` gives the records of
+it (frame_data.view_frame_data). In mixing expressions, `Blender(root=..., split=...)` gives the records of
 one split and `BlenderSequences(...)` SequenceRecords of N views of the scene.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Collection, List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -38,9 +38,8 @@ from recon_trainer.data.cameras import PerspectiveCameras, opengl_c2w_from_camer
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.datasets import SingleSceneDataset, with_known_source_views
 from recon_trainer.data.file_check import DataFile, FileItems
-from recon_trainer.data.frame_data import FrameData
-from recon_trainer.data.mixing.base import MixableDataset
-from recon_trainer.data.providers.frames import view_frame_data
+from recon_trainer.data.frame_data import FrameData, view_frame_data
+from recon_trainer.data.mixing.base import ListedDataset, MixableDataset
 from recon_trainer.data.records import ViewRecord
 from recon_trainer.data.sampling.sequences import SequenceDataset, SequenceEntry
 from recon_trainer.data.splits import DatasetMap
@@ -476,26 +475,15 @@ class BlenderSource(MixableDataset):
 
 
 @registry.register
-class Blender(BlenderSource):
+class Blender(ListedDataset, BlenderSource):
     """A NeRF-synthetic (Blender-layout) scene's frames of one split, as ViewRecords read one at a
     time (`read_blender_view`), e.g. `Blender(root='nerf_synthetic/lego', split='train')`."""
 
-    def __post_init__(self) -> None:
-        self._listing = self.list_frames()
+    def list_items(self) -> BlenderSplit:
+        return self.list_frames()
 
-    def __len__(self) -> int:
-        return len(self._listing)
-
-    def __getitem__(self, index: int) -> ViewRecord:
+    def read_item(self, index: int) -> ViewRecord:
         return self.read_frame(self._listing, index)
-
-    def item_files(self, index: int) -> Sequence[DataFile]:
-        """The image (and depth) file of frame `index` (CheckableDataset)."""
-        return self._listing.item_files(index)
-
-    def drop_items(self, indices: Collection[int]) -> None:
-        """Remove these frames (CheckableDataset)."""
-        self._listing.drop_items(indices)
 
 
 @registry.register

@@ -26,7 +26,7 @@ Not done: NeRF's NDC ray space for forward-facing scenes (our rays stay in world
 
 Each image is read as a ViewRecord (`read_llff_view`: K in pixels, the OpenCV camera-to-world of
 the normalised scene, the bounds in extras["depth_bounds"]) and the provider's FrameData is made
-from it (providers/frames.py). In mixing expressions, `LLFF(root=..., split=...)` gives the records
+from it (frame_data.view_frame_data). In mixing expressions, `LLFF(root=..., split=...)` gives the records
 of a split (train, test or all) and `LLFFSequences(...)` SequenceRecords of N views of the scene.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Collection, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,13 +45,13 @@ from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.cameras import PerspectiveCameras, look_at_cameras, opengl_c2w_from_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.file_check import DataFile, FileItems
-from recon_trainer.data.mixing.base import MixableDataset
+from recon_trainer.data.mixing.base import ListedDataset, MixableDataset
 from recon_trainer.data.providers.blender import OPENGL_TO_OPENCV, area_downscale, single_scene_dataset_map
-from recon_trainer.data.providers.frames import view_frame_data
 from recon_trainer.data.records import ViewRecord
 from recon_trainer.data.sampling.sequences import SequenceDataset, SequenceEntry
 from recon_trainer.data.splits import DatasetMap
 from recon_trainer.errors import DataFileError
+from recon_trainer.data.frame_data import view_frame_data
 
 POSES_BOUNDS_FILE = "poses_bounds.npy"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -378,26 +378,15 @@ class LlffSource(MixableDataset):
 
 
 @registry.register
-class LLFF(LlffSource):
+class LLFF(ListedDataset, LlffSource):
     """A forward-facing LLFF scene's images of one split, as ViewRecords read one at a time
     (`read_llff_view`), e.g. `LLFF(root='nerf_llff_data/fern', split='train')`."""
 
-    def __post_init__(self) -> None:
-        self._frames = self.list_frames()
+    def list_items(self) -> FileItems[int]:
+        return self.list_frames()
 
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def __getitem__(self, index: int) -> ViewRecord:
-        return self.read_frame(self._frames.items[index])
-
-    def item_files(self, index: int) -> Sequence[DataFile]:
-        """The image file of item `index` (CheckableDataset)."""
-        return self._frames.item_files(index)
-
-    def drop_items(self, indices: Collection[int]) -> None:
-        """Remove these items (CheckableDataset)."""
-        self._frames.drop_items(indices)
+    def read_item(self, index: int) -> ViewRecord:
+        return self.read_frame(self._listing.items[index])
 
 
 @registry.register

@@ -14,7 +14,7 @@ diffuse 0.3; the view-dependent specular term is left out); otherwise the unlit 
 AmbientLights). Images are premultiplied on black, masks exact 0/1; frames are "train_known".
 
 Implicitron has train only (val = test = None); holdout_every > 0 holds out views for evaluation.
-The views are ViewRecords (`rendered_views`) from which the FrameData items are made (providers/frames.py).
+The views are ViewRecords (`rendered_views`) from which the FrameData items are made (frame_data.view_frame_data).
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras, look_at_cameras
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.providers.blender import single_scene_dataset_map
-from recon_trainer.data.providers.frames import view_frame_data
 from recon_trainer.data.records import ViewRecord, opencv_view_from_cameras
 from recon_trainer.data.splits import DatasetMap
+from recon_trainer.data.frame_data import view_frame_data
 
 if TYPE_CHECKING:
     from recon_trainer.data.scene_rendering import MeshRendering

@@ -9,7 +9,7 @@ into image_height x image_width with zero padding at the bottom / right (`mask_c
 image pixels), and its camera with the intrinsics adjusted to the output pixels.
 
 `read_record` reads a frame as a ViewRecord (data/records.py); the FrameData items are made from it
-(providers/frames.py). The record: image (3, H, W) (times the mask with mask_images); mask_fg: the
+(frame_data.view_frame_data). The record: image (3, H, W) (times the mask with mask_images); mask_fg: the
 soft foreground probability (with load_masks); depth: the depth (times the mask with mask_depths)
 where the depth mask is set, 0 (unknown) elsewhere, depth_kind "relative" (the SfM reconstruction's
 scale, one per sequence); mask_valid: the image pixels (not the padding); intrinsics in output
@@ -34,7 +34,7 @@ from recon_trainer.config import ReplaceableBase, registry
 from recon_trainer.data import crop
 from recon_trainer.data.datasets import FrameDataset
 from recon_trainer.data.file_check import DataFile
-from recon_trainer.data.frame_data import FrameData
+from recon_trainer.data.frame_data import FrameData, view_frame_data
 from recon_trainer.data.providers.co3d import blobs
 from recon_trainer.data.providers.co3d.annotations import (
     Co3dFormatError,
@@ -46,7 +46,6 @@ from recon_trainer.data.providers.co3d.annotations import (
     load_set_lists,
 )
 from recon_trainer.data.providers.co3d.viewpoints import camera_from_viewpoint
-from recon_trainer.data.providers.frames import view_frame_data
 from recon_trainer.data.records import ViewRecord, opencv_view_from_cameras
 
 # Record extras that are the FrameData items' meta (as Implicitron's loader fills it).

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +31,7 @@ from recon_trainer.config import ConfigError, registry, remove_keys, run_auto_cr
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.file_check import DataFile
-from recon_trainer.data.mixing.base import MixableDataset
+from recon_trainer.data.mixing.base import ListedDataset, MixableDataset
 from recon_trainer.data.providers.co3d.annotations import (
     V1_SET_NAMES,
     V2_SET_NAMES,
@@ -346,34 +346,23 @@ class Co3dSource(MixableDataset):
         refs, types = zip(*chosen.values()) if chosen else ((), ())
         return everything.subset_from_frame_index(list(refs), list(types))
 
-    def read_frame(self, index: int) -> ViewRecord:
-        """Frame `index` of the index as a ViewRecord labelled with this dataset."""
-        view = self._index.read_record(index)
+    def read_frame(self, frames: JsonIndexDataset, index: int) -> ViewRecord:
+        """Frame `index` of `frames` (frame_index()) as a ViewRecord labelled with this dataset."""
+        view = frames.read_record(index)
         view.dataset = self.label()
         return view
 
 
 @registry.register
-class Co3d(Co3dSource):
+class Co3d(ListedDataset, Co3dSource):
     """CO3D-layout frames (v1 or v2 files, one or more categories) as ViewRecords, cropped and
     resized as JsonIndexDataset does it, e.g. `Co3d(root='co3d', category='teddybear', subsets=('train_known',))`."""
 
-    def __post_init__(self) -> None:
-        self._index = self.frame_index()
+    def list_items(self) -> JsonIndexDataset:
+        return self.frame_index()
 
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __getitem__(self, index: int) -> ViewRecord:
-        return self.read_frame(index)
-
-    def item_files(self, index: int) -> Sequence[DataFile]:
-        """The files frame `index` reads (CheckableDataset)."""
-        return self._index.item_files(index)
-
-    def drop_items(self, indices: Collection[int]) -> None:
-        """Remove these frames (CheckableDataset)."""
-        self._index.drop_items(indices)
+    def read_item(self, index: int) -> ViewRecord:
+        return self.read_frame(self._listing, index)
 
 
 @registry.register
@@ -391,7 +380,7 @@ class Co3dSequences(SequenceDataset, Co3dSource):
                 for name, indices in sorted(by_sequence.items())]
 
     def load_frame(self, sequence: SequenceEntry, frame: int) -> ViewRecord:
-        return self.read_frame(frame)
+        return self.read_frame(self._index, frame)
 
     def frame_files(self, sequence: SequenceEntry, frame: int) -> Sequence[DataFile]:
         return self._index.item_files(frame)
