@@ -10,21 +10,19 @@ its own, it prints:
 - training images/s: forward (TRAINING mode, MiDaS loss) + backward + Adam step at `--batch-size`,
   over `--steps` steps after one warm-up step;
 - inference ms/image: batch 1 in evaluation mode under no_grad, over `--steps` passes after one
-  warm-up pass (whose FLOPs, counted by torch's FlopCounterMode, give GFLOP/image);
+  warm-up pass; GFLOP/image counted by torch's FlopCounterMode on one more pass;
 - peak resident memory of the process (CPU) or peak allocated memory (CUDA), in MiB.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from typing import Dict
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from bench_timing import device_name, flops_of, peak_memory_mib, seconds_per_call
 
 # name -> MidasModel fields: MiDaS v2.1 large (ResNeXt-101 32x8d WSL), a ResNet-50 variant, DPT-Large.
 ENCODERS: Dict[str, dict] = {
@@ -35,11 +33,6 @@ ENCODERS: Dict[str, dict] = {
         "encoder": {"arch": "vit_large_patch16_384", "hooks": (5, 11, 17, 23)},
     },
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def build_model(name: str, features: int, size: int) -> torch.nn.Module:
@@ -81,38 +74,22 @@ def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int
         optimizer.step()
 
     model.train()
-    train_step()  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        train_step()
-    _sync(device)
-    train_images_per_s = batch_size * steps / (time.perf_counter() - start)
+    train_images_per_s = batch_size / seconds_per_call(train_step, steps, device)
 
     model.eval()
     image = DepthBatch(image_rgb=torch.rand(1, 3, size, size, device=device))
     with torch.no_grad(), autocast:
-        with FlopCounterMode(display=False) as counter:  # the warm-up pass
-            model(image)
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            model(image)
-        _sync(device)
-    infer_ms = 1000 * (time.perf_counter() - start) / steps
-    if device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gflop = flops_of(lambda: model(image), device) / 1e9
+        infer_ms = 1000 * seconds_per_call(lambda: model(image), steps, device)
     return {
         "encoder": name,
         "dtype": dtype_name,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "params_m": n_params / 1e6,
         "train_images_per_s": train_images_per_s,
         "infer_ms": infer_ms,
-        "infer_gflop": counter.get_total_flops() / 1e9,
-        "peak_mib": peak_mib,
+        "infer_gflop": gflop,
+        "peak_mib": peak_memory_mib(device),
     }
 
 

@@ -5,7 +5,7 @@ A config is a tree of dataclasses. A member typed with a `ReplaceableBase` names
 `raysampler_NearFarRaySampler_args.n_pts_per_ray_training=32` sets it.
 """
 from .bases import Configurable, ReplaceableBase
-from .defaults import enable_get_default_args, get_default_args, get_default_args_field, remove_keys
+from .defaults import enable_get_default_args, get_default_args, get_default_args_field, plain, remove_keys
 from .errors import ConfigError, PluginImportError
 from .expand import expand_args_fields, is_expanded, run_auto_creation
 from .members import MemberKind, MemberSpec
@@ -27,6 +27,7 @@ __all__ = [
     "get_default_args",
     "get_default_args_field",
     "is_expanded",
+    "plain",
     "registry",
     "remove_keys",
     "remove_unused_components",

@@ -7,7 +7,7 @@ import sys
 import warnings
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .bases import Configurable, ReplaceableBase, expand_config_class
 
@@ -133,3 +133,9 @@ def remove_keys(args: Any, keys: Iterable[str]) -> None:
     for key in keys:
         if key in args:
             del args[key]
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain Python: DictConfig / ListConfig become dicts / lists (interpolations
+    resolved); anything else is returned as it is."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value

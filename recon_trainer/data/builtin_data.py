@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Any, Callable, ClassVar, Dict
 
-from recon_trainer.config import ReplaceableBase
+from recon_trainer.config import ReplaceableBase, plain
 
 CACHE_ENV = "RECON_TRAINER_CACHE"  # environment variable overriding the default cache root
 DEFAULT_CACHE_ROOT = os.path.join("~", ".cache", "recon_trainer", "scenes")
@@ -79,7 +79,7 @@ class BuiltinDataBase(ReplaceableBase):
 
     def settings(self) -> Dict[str, Any]:
         """The settings that determine the data, as plain JSON values (the cache key)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "cache_dir"}
+        fields = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "cache_dir"}
         return {"generator": type(self).__name__, "version": self.VERSION, **json.loads(json.dumps(fields))}
 
     def ensure_written(self) -> str:

@@ -102,3 +102,13 @@ def _frame_ids(batch: Any) -> List[str]:
     if len(names) != len(numbers):
         return []
     return [f"{name}/{number}" for name, number in zip(names, numbers)]
+
+
+def gradients_finite(model: torch.nn.Module) -> bool:
+    """Whether every gradient of `model` is finite (one device sync). After the backward pass of
+    several processes the gradients are averaged, so every process gets the same answer."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from recon_trainer.config import ConfigError, Configurable
+from recon_trainer.config import ConfigError, Configurable, plain
 from recon_trainer.config.choices import Choices, check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.config.expressions import Expression
@@ -303,11 +303,6 @@ def _coerce(value: Any, like: Any, key: str) -> Any:
 
 def policy_params(factory: Any, schedule: LrSchedule) -> Dict[str, Any]:
     """The policy parameters (field name -> plain Python value) of an optimizer factory and its schedule."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    def plain(value: Any) -> Any:
-        return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-
     params = {name: plain(getattr(factory, name)) for name in FACTORY_POLICY_FIELDS}
     params.update({name: plain(getattr(schedule, name)) for name in SCHEDULE_POLICY_FIELDS})
     for name in ("multistep_lr_milestones", "stage_milestones"):

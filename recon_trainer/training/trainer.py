@@ -42,7 +42,7 @@ from recon_trainer.training.checkpoints import (
     scheduler_state_dict,
 )
 from recon_trainer.training.ema import WeightEMA
-from recon_trainer.training.finite_guard import check_finite_step
+from recon_trainer.training.finite_guard import check_finite_step, gradients_finite
 from recon_trainer.training.interrupts import InterruptHandler, interrupted_message, shield_loader_workers
 from recon_trainer.training.loggers import LoggerSettings, MetricLogger, create_loggers
 from recon_trainer.training.loggers.image_files import ImageFolderLogger
@@ -85,6 +85,7 @@ class Trainer:
         self.global_step = 0
         self.start_epoch, self.start_batch = 0, 0
         self.resume_rng: Optional[Dict[str, Any]] = None
+        self.skipped_steps = 0  # optimizer steps skipped for non-finite gradients (skip_nonfinite_steps)
         checkpoint = session.checkpoint
         if checkpoint is not None:
             self.stats.load_state_dict(checkpoint.stats)
@@ -295,19 +296,26 @@ class Trainer:
                 preds, output_problem = self._forward_training(epoch, batch_index, batch), None
             except NonFiniteError as error:  # a model output checked before a loss that fails on it
                 preds, output_problem = {}, str(error)
-            check_finite_step(
-                preds, output_problem, epoch=epoch, batch_index=batch_index, batch=batch, accelerator=accelerator,
-                model=self.model, last_checkpoint=self.last_checkpoint,
-            )
-            accelerator.backward(preds["objective"])
-            if accelerator.sync_gradients and self.settings.clip_grad > 0:
-                accelerator.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad)
-            self.optimizer.step()
+            skipping = self.settings.skip_nonfinite_steps
+            if not (skipping and output_problem is None):
+                check_finite_step(
+                    preds, output_problem, epoch=epoch, batch_index=batch_index, batch=batch, accelerator=accelerator,
+                    model=self.model, last_checkpoint=self.last_checkpoint,
+                )
+            accelerator.backward(preds["objective"])  # non-finite: non-finite (averaged) gradients on every process
+            if skipping and accelerator.sync_gradients and not gradients_finite(self.model):
+                self.skipped_steps += 1
+            else:
+                if accelerator.sync_gradients and self.settings.clip_grad > 0:
+                    accelerator.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad)
+                self.optimizer.step()
             self.optimizer.zero_grad()
         names = [name for name in self.log_vars if name in preds]
         logged = torch.stack([torch.as_tensor(preds[name]).detach().float().reshape(()) for name in names])
         values = dict(zip(names, logged.tolist()))  # one device sync for all values
         values["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.settings.skip_nonfinite_steps:
+            values["skipped_steps"] = float(self.skipped_steps)
         return values
 
     def _forward_training(self, epoch: int, batch_index: int, batch: Any) -> Dict[str, Any]:

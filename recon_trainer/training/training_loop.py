@@ -65,7 +65,9 @@ class ReconTrainingLoop(TrainingLoopBase):
     Runs through accelerate: one process, or several under `accelerate launch` (gradients are
     averaged; only the main process writes files). Each epoch e re-seeds every generator with
     seed + e, so a resumed run continues exactly where a killed one stopped. A non-finite
-    objective stops the run before the optimizer steps, naming the batch and the loss terms.
+    objective stops the run before the optimizer steps, naming the batch and the loss terms;
+    with skip_nonfinite_steps that step is skipped instead (as MoGe's trainer does), the
+    gradients zeroed, and the count logged as "skipped_steps".
     Submodules whose parameters are all frozen stay in eval mode while the rest trains. With
     ema_decay > 0 an exponential moving average of the weights is kept (and checkpointed) and,
     with ema_for_evaluation, used for validation, test evaluations and visualisations.
@@ -81,6 +83,8 @@ class ReconTrainingLoop(TrainingLoopBase):
     test_when_finished: bool = False  # evaluate the test split at the end and write results_test.json
     separate_test_sets: bool = False  # evaluate each named test set of the data source on its own (DUSt3R-style)
     clip_grad: float = 0.0  # clip the gradients' total norm to this; 0: no clipping
+    # skip the optimizer step of a batch whose objective or gradients are not finite (MoGe), instead of stopping
+    skip_nonfinite_steps: bool = False
     gradient_accumulation_steps: int = 1  # batches whose gradients are summed per optimizer step
     mixed_precision: str = choice_field("no", MIXED_PRECISION_CHOICES)  # no, bf16 (GPU/CPU autocast) or fp16 (GPU)
     store_checkpoints: bool = True  # save a checkpoint after every epoch

@@ -117,6 +117,17 @@ def test_non_finite_objective_stops_before_the_step_and_saves_nothing_bad(tmp_pa
     assert (newest.epoch, newest.batches_done, newest.global_step) == (1, 2, 8)
 
 
+def test_skip_nonfinite_steps_skips_the_bad_step_and_trains_on(tmp_path):
+    cfg = toy_config(tmp_path)
+    cfg.model_factory_ReconModelFactory_args.model_ToyModel_args.nan_at_forward = 8  # epoch 1, batch 2
+    loop_args(cfg).skip_nonfinite_steps = True
+    experiment = run(cfg)
+    newest = final_checkpoint(tmp_path)
+    assert newest.epoch == loop_args(cfg).max_epochs - 1
+    parameters = torch.cat([p.detach().flatten() for p in experiment.model_factory.model.parameters()])
+    assert torch.isfinite(parameters).all()  # the NaN step changed nothing
+
+
 def test_gradient_accumulation_equals_the_combined_batch(tmp_path):
     def sgd_run(name, batch_size, accumulation):
         cfg = toy_config(tmp_path / name, max_epochs=1, gradient_accumulation_steps=accumulation)

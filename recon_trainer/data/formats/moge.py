@@ -12,12 +12,26 @@ Depth PNG (MoGe's write_depth / read_depth): uint16 codes with the range in the 
 `d = near ** (1 - t) * far ** t`, t = (code - 1) / 65533, times the legacy "unit" text field when
 present. One code step is a factor (far / near) ** (1 / 65533): a relative error below 1.8e-5
 at far / near = 10, 8.8e-5 at the largest range 1e5.
+
+Optional files of an instance (MoGe's io helpers write them; its training loader reads none of them,
+a dataset may read each one an instance has):
+- `segmentation.png`: 8- or 16-bit grey label ids, the label names in the PNG text field "labels"
+  as compact JSON {name: id} (write_segmentation / read_segmentation). Exact.
+- `normal.png`: unit normals (OpenCV camera axes) as a 16-bit RGB PNG, the file's R, G, B holding
+  x, y, z as `floor(clip(n * (0.5, -0.5, -0.5) + 0.5, 0, 1) * 65535)`; all three codes 0 means
+  unknown (write_normal / read_normal). Truncation to a code costs each component less than
+  2 / 65535 = 3.1e-5 before renormalising, the direction less than 6e-5 rad.
+- `mask.png`: 8-bit grey, 255 inside and 0 outside (write_mask / read_mask: any value > 0, the
+  first channel of a colour PNG). Exact.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+import struct
+import warnings
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,6 +41,7 @@ from recon_trainer.data.records import ViewRecord, intrinsics_from_normalized
 from recon_trainer.errors import DataFileError
 
 INDEX_FILE = ".index.txt"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CODE = 65535  # +inf
 _STEPS = 65533  # codes 1..65534 hold finite depth
 
@@ -74,6 +89,120 @@ def read_depth(path: str) -> np.ndarray:
         depth = depth * float(text["unit"])
     depth = np.where(codes == 0, np.nan, np.where(codes == MAX_CODE, np.inf, depth))
     return depth.astype(np.float32)
+
+
+def write_segmentation(path: str, labels_map: np.ndarray, labels: Optional[Dict[str, int]] = None,
+                       compression_level: int = 7) -> None:
+    """Write (H, W) uint8 or uint16 label ids as a grey PNG, `labels` {name: id} as compact JSON
+    in its "labels" text field (module doc); None writes no field."""
+    labels_map = np.asarray(labels_map)
+    if labels_map.ndim != 2 or labels_map.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"write_segmentation: expected (H, W) uint8 or uint16 ids, got {labels_map.dtype} "
+                         f"{labels_map.shape}")
+    info = PngImagePlugin.PngInfo()
+    if labels is not None:
+        info.add_text("labels", json.dumps({str(k): int(v) for k, v in labels.items()}, ensure_ascii=True,
+                                           separators=(",", ":")))
+    Image.fromarray(labels_map).save(path, pnginfo=info, compress_level=compression_level)
+
+
+def read_segmentation(path: str) -> Tuple[np.ndarray, Optional[Dict[str, int]]]:
+    """(label ids (H, W) uint8 or uint16, {name: id} or None when the PNG has no "labels" field).
+    DataFileError naming the file when it is not a grey PNG or its labels are not a JSON object."""
+    try:
+        with Image.open(path) as image:
+            text = dict(getattr(image, "text", {}) or {})
+            ids = np.array(image)
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"{path}: cannot read the segmentation PNG: {error}") from None
+    if ids.dtype.kind in "iu" and ids.dtype != np.uint8 and ids.size and 0 <= int(ids.min()) and int(ids.max()) < 2**16:
+        ids = ids.astype(np.uint16)  # PIL may open 16-bit grey as int32 ("I")
+    if ids.ndim != 2 or ids.dtype not in (np.uint8, np.uint16):
+        raise DataFileError(f"{path}: expected an 8- or 16-bit grey segmentation PNG, got {ids.dtype} {ids.shape}")
+    if "labels" not in text:
+        return ids, None
+    try:
+        labels = json.loads(text["labels"])
+        labels = {str(name): int(value) for name, value in labels.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise DataFileError(f"{path}: the 'labels' text field is not a JSON object of label ids: "
+                            f"{text['labels']!r:.200}") from None
+    return ids, labels
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _rgb16_png(rgb: np.ndarray, compression_level: int) -> bytes:
+    """A 16-bit RGB PNG of (H, W, 3) uint16 (PIL cannot write 16 bits per channel): rows
+    unfiltered, big-endian samples."""
+    height, width = rgb.shape[:2]
+    rows = np.ascontiguousarray(rgb, dtype=">u2").view(np.uint8).reshape(height, width * 6)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, compression_level))
+            + _png_chunk(b"IEND", b""))
+
+
+def write_normal(path: str, normal: np.ndarray, compression_level: int = 7) -> None:
+    """Write (H, W, 3) unit normals (OpenCV camera axes; NaN where unknown) as MoGe's 16-bit RGB
+    normal PNG (module doc)."""
+    normal = np.asarray(normal, dtype=np.float64)
+    if normal.ndim != 3 or normal.shape[-1] != 3:
+        raise ValueError(f"write_normal: expected (H, W, 3) normals, got {normal.shape}")
+    unknown = np.isnan(normal).any(axis=-1)
+    scaled = np.clip(np.nan_to_num(normal) * np.array([0.5, -0.5, -0.5]) + 0.5, 0.0, 1.0) * 65535
+    codes = np.where(unknown[..., None], 0, np.floor(scaled)).astype(np.uint16)
+    with open(path, "wb") as file:
+        file.write(_rgb16_png(codes, compression_level))
+
+
+def read_normal(path: str) -> np.ndarray:
+    """(H, W, 3) float32 unit normals of a MoGe normal PNG, NaN where unknown (module doc).
+    DataFileError naming the file when it is not a 16-bit RGB PNG."""
+    from torchvision.io import ImageReadMode, decode_png  # PIL reads 16-bit RGB as 8 bits
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        with warnings.catch_warnings():  # torchvision 0.29 announces TorchCodec for its image decoders
+            warnings.simplefilter("ignore", DeprecationWarning)
+            codes = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.UNCHANGED)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise DataFileError(f"{path}: cannot read the normal PNG: {error}") from None
+    if codes.dtype != torch.uint16 or codes.shape[0] != 3:
+        raise DataFileError(f"{path}: expected a 16-bit RGB normal PNG, got {codes.dtype} with {codes.shape[0]} "
+                            f"channels")
+    codes = codes.permute(1, 2, 0).to(torch.int32).numpy()
+    unknown = (codes == 0).all(axis=-1)
+    normal = (codes / 65535.0 - 0.5) * np.array([2.0, -2.0, -2.0])
+    normal = normal / (np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-12)
+    normal[unknown] = np.nan
+    return normal.astype(np.float32)
+
+
+def write_mask(path: str, mask: np.ndarray, compression_level: int = 7) -> None:
+    """Write an (H, W) bool mask as an 8-bit grey PNG, 255 inside, 0 outside."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.dtype != bool:
+        raise ValueError(f"write_mask: expected an (H, W) bool mask, got {mask.dtype} {mask.shape}")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path, compress_level=compression_level)
+
+
+def read_mask(path: str) -> np.ndarray:
+    """(H, W) bool: pixel value > 0 (the first channel of a colour PNG). DataFileError naming the
+    file when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            values = np.array(image)
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"{path}: cannot read the mask PNG: {error}") from None
+    if values.ndim == 3:
+        values = values[..., 0]
+    if values.ndim != 2:
+        raise DataFileError(f"{path}: expected a grey or colour mask PNG, got shape {values.shape}")
+    return values > 0
 
 
 def read_meta(path: str) -> Dict[str, Any]:

@@ -25,9 +25,9 @@ import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from recon_trainer.config import ConfigError, registry, remove_keys, run_auto_creation
+from recon_trainer.config import ConfigError, plain, registry, remove_keys, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.dataset_map_provider import DatasetMapProviderBase
 from recon_trainer.data.file_check import DataFile
@@ -67,10 +67,6 @@ _V2_CONTROLLED = (
 )
 
 
-def _plain(args: Any) -> Dict[str, Any]:
-    return OmegaConf.to_container(args, resolve=True) if isinstance(args, DictConfig) else dict(args)
-
-
 class _JsonIndexProviderBase(DatasetMapProviderBase):
     """The shared part: dataset_root, building datasets of the chosen class, lazy loading."""
 
@@ -104,7 +100,7 @@ class _JsonIndexProviderBase(DatasetMapProviderBase):
 
     def _new_dataset(self, **controlled: Any) -> JsonIndexDataset:
         dataset_type = registry.get(JsonIndexDataset, self.dataset_class_type)
-        args = _plain(getattr(self, f"dataset_{self.dataset_class_type}_args"))
+        args = dict(plain(getattr(self, f"dataset_{self.dataset_class_type}_args")))
         return dataset_type(**args, dataset_root=self.dataset_root, **controlled)
 
     def _category_file(self, category: str, *names: str) -> str:
