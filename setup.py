@@ -39,7 +39,8 @@ setup(
         "lpips",
         "timm>=0.9",  # ViT encoders (MiDaS DPT)
         "h5py",  # NYUv2 labelled .mat (MATLAB v7.3 = HDF5)
-        "scipy",  # NYUv2 splits.mat (MATLAB v5)
+        "scipy",  # NYUv2 splits.mat (MATLAB v5), nearest neighbours of the point-cloud metrics
+        "OpenEXR>=3",  # Habitat's EXR depth (CroCo's rendered sets)
         "tensorboard",
         "mlflow>=2.10",
         "visdom",

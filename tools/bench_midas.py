@@ -22,7 +22,7 @@ import sys
 from typing import Dict
 
 import torch
-from bench_timing import device_name, flops_of, peak_memory_mib, seconds_per_call
+from bench_timing import device_name, flops_of, peak_memory_mib, seconds_per_call, training_step
 
 # name -> MidasModel fields: MiDaS v2.1 large (ResNeXt-101 32x8d WSL), a ResNet-50 variant, DPT-Large.
 ENCODERS: Dict[str, dict] = {
@@ -51,7 +51,6 @@ def build_model(name: str, features: int, size: int) -> torch.nn.Module:
 
 def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int, features: int) -> dict:
     """Time training steps and inference passes of one encoder config in one dtype."""
-    from recon_trainer.models.base import EvaluationMode
     from recon_trainer_plugins.midas.batch import DepthBatch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -65,14 +64,7 @@ def bench_one(name: str, dtype_name: str, batch_size: int, steps: int, size: int
         disparity_map=torch.rand(batch_size, 1, size, size, device=device) + 0.1,
         depth_mask=torch.ones(batch_size, 1, size, size, device=device),
     )
-
-    def train_step() -> None:
-        with autocast:
-            preds = model(train_batch, evaluation_mode=EvaluationMode.TRAINING)
-        optimizer.zero_grad(set_to_none=True)
-        preds["objective"].backward()
-        optimizer.step()
-
+    train_step = training_step(model, train_batch, optimizer, autocast)
     model.train()
     train_images_per_s = batch_size / seconds_per_call(train_step, steps, device)
 

@@ -28,7 +28,7 @@ import sys
 from typing import Any, Dict, Tuple
 
 import torch
-from bench_timing import device_name, flops_of, peak_memory_mib, seconds_per_call
+from bench_timing import device_name, flops_of, peak_memory_mib, seconds_per_call, training_step
 
 BACKBONES = ("vits14", "vitb14", "vitl14")
 ASPECT = 4 / 3  # width / height of the benchmark images
@@ -69,7 +69,6 @@ def random_batch(batch_size: int, size: Tuple[int, int], device: torch.device):
 
 def bench_one(version: str, backbone: str, num_tokens: int, dtype_name: str, batch_size: int, steps: int) -> dict:
     """Time training steps and inference passes of one configuration."""
-    from recon_trainer.models.base import EvaluationMode
     from recon_trainer_plugins.moge.inference import infer
     from recon_trainer_plugins.moge.loss_config import default_losses
     from recon_trainer_plugins.moge.model import MoGeModel
@@ -87,15 +86,7 @@ def bench_one(version: str, backbone: str, num_tokens: int, dtype_name: str, bat
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     size = image_size(num_tokens)
     batch = random_batch(batch_size, size, device)
-
-    def train_step() -> None:
-        model.on_train_step_start(0, 0)
-        with autocast:
-            preds = model(batch, evaluation_mode=EvaluationMode.TRAINING)
-        optimizer.zero_grad(set_to_none=True)
-        preds["objective"].backward()
-        optimizer.step()
-
+    train_step = training_step(model, batch, optimizer, autocast, before=lambda: model.on_train_step_start(0, 0))
     model.train()
     train_images_per_s = batch_size / seconds_per_call(train_step, steps, device)
 

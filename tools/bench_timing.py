@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,6 +25,24 @@ def seconds_per_call(call: Callable[[], object], steps: int, device: torch.devic
         call()
     sync(device)
     return (time.perf_counter() - start) / steps
+
+
+def training_step(model: torch.nn.Module, batch: Any, optimizer: torch.optim.Optimizer, autocast: Any,
+                  before: Optional[Callable[[], None]] = None) -> Callable[[], None]:
+    """A call for seconds_per_call: `before()` (if given), the model's forward on `batch` in TRAINING
+    mode under `autocast` (a torch.autocast context), backward of preds["objective"], optimizer step."""
+    from recon_trainer.models.base import EvaluationMode  # imported here: the package is slow to import
+
+    def step() -> None:
+        if before is not None:
+            before()
+        with autocast:
+            preds = model(batch, evaluation_mode=EvaluationMode.TRAINING)
+        optimizer.zero_grad(set_to_none=True)
+        preds["objective"].backward()
+        optimizer.step()
+
+    return step
 
 
 def flops_of(call: Callable[[], object], device: torch.device) -> float:

@@ -50,8 +50,7 @@ def input_images(path: str) -> List[str]:
 
 def run(args: argparse.Namespace) -> List[str]:
     """Load the model, write the predictions; the per-image folders."""
-    import torch
-
+    from recon_trainer.cli.devices import device_from_option
     from recon_trainer.errors import UserError
     from recon_trainer_plugins.moge.checkpoint import load_released
     from recon_trainer_plugins.moge.predictions import write_predictions
@@ -63,12 +62,7 @@ def run(args: argparse.Namespace) -> List[str]:
     images = input_images(args.input)
     if not os.path.isfile(args.pretrained):
         raise UserError(f"--pretrained {args.pretrained!r} does not exist: expected a MoGe model.pt")
-    try:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as error:
-        raise UserError(f"--device {args.device!r}: {error}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device!r}: CUDA is not available here; use --device cpu")
+    device = device_from_option(args.device)
     network = load_released(args.pretrained, map_location=device)
     write_all = not (args.maps or args.ply or args.glb)
     return write_predictions(

@@ -48,11 +48,11 @@ def visualise(instance: str, out_dir: str, depth_file: str, ply: bool, max_depth
     import numpy as np
     import torch
     from PIL import Image
+    from recon_trainer_plugins.moge.geometry import depth_to_points
 
     from recon_trainer.data.formats import moge
+    from recon_trainer.visualization.point_clouds import opencv_to_opengl, write_ply
     from recon_trainer.visualization.video import colorize_depth, to_uint8_frames
-    from recon_trainer_plugins.moge.export import opencv_to_opengl, write_ply
-    from recon_trainer_plugins.moge.geometry import depth_to_points
 
     view = moge.read_instance(instance, depth_file=depth_file)
     depth = view.depth

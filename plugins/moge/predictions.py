@@ -15,9 +15,10 @@ from torch import nn
 from recon_trainer.errors import DataFileError
 from recon_trainer.fileio import atomic_path, atomic_write
 from recon_trainer.visualization.images import read_image
+from recon_trainer.visualization.point_clouds import opencv_to_opengl, to_uint8_colors, write_ply
 from recon_trainer.visualization.video import colorize_depth, to_uint8_frames
 
-from .export import grid_mesh, opencv_to_opengl, to_uint8_colors, write_glb, write_ply
+from .export import grid_mesh, write_glb
 from .geometry import depth_edges, intrinsics_to_fov, points_to_normals
 from .inference import infer
 from .visualization import normal_colors

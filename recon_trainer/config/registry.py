@@ -56,14 +56,20 @@ class Registry:
         self._slots: Dict[type, List[Tuple[type, str]]] = {}
 
     def register(self, cls: Type) -> Type:
-        """Class decorator: make `cls` selectable by its name in its namespace."""
+        """Class decorator: make `cls` selectable by its name in its namespace. A second class of the
+        same name in the namespace (another module) is an error: one would silently hide the other."""
         namespace = namespace_of(cls)
         if namespace is None:
             raise ValueError(
                 f"Cannot register {cls!r}: it does not subclass a ReplaceableBase namespace. "
                 f"Cannot tell what it is."
             )
-        self._implementations.setdefault(namespace, {})[cls.__name__] = cls
+        known = self._implementations.setdefault(namespace, {})
+        other = known.get(cls.__name__)
+        if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"Cannot register {cls.__module__}.{cls.__qualname__}: {namespace.__name__} already has "
+                             f"an implementation named {cls.__name__} ({other.__module__}); rename one of them")
+        known[cls.__name__] = cls
         self._warn_if_late(cls, namespace)
         return cls
 

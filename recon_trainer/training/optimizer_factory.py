@@ -62,6 +62,8 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     betas: Tuple[float, float] = (0.9, 0.999)  # Adam / AdamW moment decay rates
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0  # L2 penalty (decoupled for AdamW), every group
+    # no weight decay on 1-D parameters (norms) and biases, as MAE / CroCo / DUSt3R's param groups do
+    no_decay_1d: bool = False
     foreach: Optional[bool] = True  # torch's multi-tensor implementation (None: torch decides)
     # learning rate of each non-default parameter group
     group_learning_rates: Dict[str, float] = dataclasses.field(default_factory=dict)
@@ -85,7 +87,9 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
         return optimizer, ScheduleLR(optimizer, factors, unit=self.schedule.unit)
 
     def param_group_dicts(self, model: torch.nn.Module) -> List[Dict[str, Any]]:
-        """torch param groups: {"params", "lr", "name"} per group, "default" first."""
+        """torch param groups: {"params", "lr", "name"} per group, "default" first; with no_decay_1d
+        each group is split in two of the same name, the second (1-D parameters and biases) with
+        weight_decay 0."""
         groups = assign_param_groups(model)
         unknown = sorted(set(groups) - {DEFAULT_GROUP} - set(self.group_learning_rates))
         if unknown:
@@ -96,7 +100,19 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
                 f"it has {dict(self.group_learning_rates)}"
             )
         rates = {DEFAULT_GROUP: self.lr, **self.group_learning_rates}
-        return [{"params": params, "lr": rates[name], "name": name} for name, params in groups.items()]
+        if not self.no_decay_1d:
+            return [{"params": params, "lr": rates[name], "name": name} for name, params in groups.items()]
+        names = {id(param): name for name, param in model.named_parameters()}
+        dicts = []
+        for name, params in groups.items():
+            flat = [p for p in params if p.ndim <= 1 or names.get(id(p), "").endswith(".bias")]
+            flat_ids = {id(p) for p in flat}
+            decayed = [p for p in params if id(p) not in flat_ids]
+            if decayed:
+                dicts.append({"params": decayed, "lr": rates[name], "name": name})
+            if flat:
+                dicts.append({"params": flat, "lr": rates[name], "name": name, "weight_decay": 0.0})
+        return dicts
 
     def _optimizer(self, param_groups: List[Dict[str, Any]]) -> torch.optim.Optimizer:
         common = {"lr": self.lr, "weight_decay": self.weight_decay, "foreach": self.foreach}

@@ -70,3 +70,13 @@ def test_register_non_replaceable_fails():
 
     with pytest.raises(ValueError, match="Cannot tell what it is"):
         registry.register(NotAFruit)
+
+
+def test_a_second_class_of_the_same_name_is_an_error():
+    class Banana(Fruit):  # noqa: F811 - the clash is the point
+        pass
+
+    with pytest.raises(ValueError, match=r"Fruit already has an implementation named Banana \(tests.config.fruits\)"):
+        registry.register(Banana)
+    assert registry.get(Fruit, "Banana") is not Banana
+    registry.register(registry.get(Fruit, "Banana"))  # the same class again (a re-import) is fine

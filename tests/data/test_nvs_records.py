@@ -16,7 +16,7 @@ from recon_trainer.data.mixing import MixableDataset
 from recon_trainer.data.mixing.data_source import MixtureDataSource, count_labels
 from recon_trainer.data.providers.blender import Blender, BlenderDatasetMapProvider, BlenderSequences
 from recon_trainer.data.providers.co3d.dataset import JsonIndexDataset
-from recon_trainer.data.providers.co3d.providers import Co3d, Co3dSequences
+from recon_trainer.data.providers.co3d.providers import Co3dFrames, Co3dSequences
 from recon_trainer.data.providers.co3d.writer import default_sequences, write_co3d_dataset
 from recon_trainer.data.providers.llff import LLFF, LlffDatasetMapProvider, LLFFSequences, render_llff_dataset
 from recon_trainer.data.providers.rendered_mesh import (
@@ -75,7 +75,7 @@ def test_cameras_to_record_geometry_and_back():
 
 
 def test_registered_names():
-    for cls in (Blender, BlenderSequences, LLFF, LLFFSequences, Co3d, Co3dSequences):
+    for cls in (Blender, BlenderSequences, LLFF, LLFFSequences, Co3dFrames, Co3dSequences):
         assert registry.get(MixableDataset, cls.__name__) is cls
         assert cls.PATH_FIELDS == ("root",)
 
@@ -176,18 +176,18 @@ def test_co3d_records_match_the_items(co3d_roots, crop):
 
 
 def test_co3d_frames_in_mixing_expressions(co3d_roots):
-    v1 = Co3d(root=co3d_roots["v1"], category="procedural", subsets=("train_known",), image_height=24, image_width=24)
+    v1 = Co3dFrames(root=co3d_roots["v1"], category="procedural", subsets=("train_known",), image_height=24, image_width=24)
     assert len(v1) == 2 * 6 and {v1[i].extras["frame_type"] for i in range(len(v1))} == {"train_known"}
     record = v1[0]
-    assert record.dataset == "Co3d" and record.image.shape == (3, 24, 24) and record.camera_to_world.shape == (4, 4)
-    v2 = Co3d(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", image_height=24, image_width=24)
+    assert record.dataset == "Co3dFrames" and record.image.shape == (3, 24, 24) and record.camera_to_world.shape == (4, 4)
+    v2 = Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", image_height=24, image_width=24)
     assert len(v2) == 32  # train, val and test together, the frames that are in val and test once
-    test = Co3d(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", subsets=("test",))
+    test = Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", subsets=("test",))
     assert len(test) == 16 and test[0].extras["frame_type"] == "test_unseen"
-    with pytest.raises(ConfigError, match=r"Co3d.subsets: \['train_known'\] are not set lists of CO3D v2"):
-        Co3d(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", subsets=("train_known",))
+    with pytest.raises(ConfigError, match=r"Co3dFrames.subsets: \['train_known'\] are not set lists of CO3D v2"):
+        Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", subsets=("train_known",))
     with pytest.raises(ConfigError, match="set root .* and category"):
-        Co3d(root=co3d_roots["v2"])
+        Co3dFrames(root=co3d_roots["v2"])
 
 
 def test_co3d_sequence_samples_of_n_views_with_poses(co3d_roots):
@@ -278,7 +278,7 @@ def test_the_data_check_sees_and_drops_bad_nvs_frames(exported_cow, co3d_roots, 
     shutil.copytree(exported_cow, scene)
     bad = scene / "train" / "r_1.png"
     bad.write_bytes(bad.read_bytes()[:-60])  # truncated: no IEND chunk
-    co3d = f"Co3d(root='{co3d_roots['v1']}', category='procedural', subsets=('train_known',))"
+    co3d = f"Co3dFrames(root='{co3d_roots['v1']}', category='procedural', subsets=('train_known',))"
     train = f"Blender(root='{scene}') + {co3d}"
     with pytest.raises(DataFileError, match=rf"1 data file failed the check before training.*\n  {bad}: truncated PNG"):
         MixtureDataSource(train=train).get_datasets_and_dataloaders()

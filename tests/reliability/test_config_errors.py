@@ -115,7 +115,7 @@ def test_config_name_typo_suggests_the_config_and_lists_them(tmp_path):
     line = assert_reported(result)
     assert line.startswith(
         "recon_runner: error: config 'repro_singleseq_nerf_blendr' not found; "
-        "did you mean 'repro_singleseq_nerf_blender'? configs: default_config, example_line_fit, midas_mix, "
+        "did you mean 'repro_singleseq_nerf_blender'? configs: default_config, dust3r_pairs, example_line_fit, midas_mix, "
     )
     assert ", repro_singleseq_nerf_blender, " in line and "_dummy" not in line
 
@@ -124,7 +124,7 @@ def test_preset_typo_names_the_override_and_the_presets(tmp_path):
     result = run(RUNNER + NERF + ["+preset=quik", "--cfg", "job"], cwd=tmp_path)
     assert assert_reported(result) == (
         "recon_runner: error: command-line override '+preset=quik': config 'quik' not found in group 'preset'; "
-        "did you mean 'quick'? configs in 'preset': midas_quick, moge_quick, moge_quick_v2, quick"
+        "did you mean 'quick'? configs in 'preset': midas_quick, moge_quick, moge_quick_v2, quick, spann3r_quick"
     )
 
 

@@ -139,3 +139,17 @@ def test_a_shared_parameter_is_in_one_group_only():
     assert sum(p is model.encoder.weight for params in groups.values() for p in params) == 1
     optimizer, _ = ReconOptimizerFactory(group_learning_rates={"dec": 0.5})(model=model, exp_dir="unused")
     assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_no_decay_1d_splits_each_group_and_keeps_its_schedule():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    model.param_groups = {"2": "head"}
+    factory = ReconOptimizerFactory(breed="AdamW", lr=0.1, weight_decay=0.05, no_decay_1d=True,
+                                    group_learning_rates={"head": 0.01}, lr_policy="Exponential", gamma=0.5,
+                                    exponential_lr_step_size=1)
+    optimizer, scheduler = factory(model=model, exp_dir="")
+    shapes = [(g["name"], g["weight_decay"], sorted(tuple(p.shape) for p in g["params"])) for g in optimizer.param_groups]
+    assert shapes == [("default", 0.05, [(4, 3)]), ("default", 0.0, [(4,), (4,), (4,)]),
+                      ("head", 0.05, [(2, 4)]), ("head", 0.0, [(2,)])]
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.05, 0.005, 0.005])

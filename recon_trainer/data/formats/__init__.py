@@ -6,7 +6,8 @@ synthetic copies for tests.
 - nyu_ssc: NYUv2 semantic scene completion as MonoScene pre-processes it (pkl labels);
 - sintel_dpt: Sintel's .dpt depth and .cam camera files;
 - colmap: COLMAP's text model (cameras.txt, images.txt; ETH3D's calibration);
-- poses: rotations as the files store them (quaternions).
+- poses: rotations as the files store them (quaternions), 4x4 matrices as text;
+- scene_files: what the multi-view scene formats share (list files, folder listings, RGB + 16-bit depth PNGs).
 
 The monocular depth datasets (data/depth/) and the NVS providers (data/providers/) read their
 layouts into records too, with these modules for the shared file formats.

@@ -2,11 +2,13 @@
 
 COLMAP's images.txt writes (QW, QX, QY, QZ); TUM's groundtruth.txt writes (qx, qy, qz, qw): callers
 reorder. A quaternion q and -q are the same rotation; `matrix_to_quaternion` returns the one with
-w >= 0.
+w >= 0. `read_matrix_file` reads a 4x4 matrix stored as text (ScanNet's and 7-Scenes' poses).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from recon_trainer.errors import DataFileError
 
 
 def quaternion_to_matrix(wxyz: np.ndarray) -> np.ndarray:
@@ -50,4 +52,16 @@ def rigid_matrix(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     """(4, 4) float64 [R t; 0 1] of a (3, 3) rotation and a (3,) translation."""
     matrix = np.eye(4)
     matrix[:3, :3], matrix[:3, 3] = rotation, translation
+    return matrix
+
+
+def read_matrix_file(path: str) -> np.ndarray:
+    """(4, 4) float64 matrix of a text file (4 lines of 4 numbers); DataFileError naming the file
+    when it cannot be read or is not 4x4."""
+    try:
+        matrix = np.loadtxt(path, dtype=np.float64)
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"{path}: cannot read a 4x4 matrix: {error}") from None
+    if matrix.shape != (4, 4):
+        raise DataFileError(f"{path}: expected a 4x4 matrix, got shape {matrix.shape}")
     return matrix

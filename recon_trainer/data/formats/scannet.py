@@ -14,12 +14,14 @@ Spann3R does. ScanNet's K has integer pixel centres; records use centres at + 0.
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
+from recon_trainer.data.formats.poses import read_matrix_file
+from recon_trainer.data.formats.scene_files import list_folder, read_list_file, write_depth_png
 from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
@@ -40,38 +42,19 @@ def frame_paths(root: str, split: str, scene: str, frame: int) -> dict:
 
 def read_split(root: str, split: str) -> List[str]:
     """The scene ids of ROOT/splits/scannetv2_<split>.txt; DataFileError naming it when missing."""
-    path = os.path.join(root, "splits", f"scannetv2_{split}.txt")
-    try:
-        with open(path, encoding="utf-8") as file:
-            return [line.strip() for line in file if line.strip()]
-    except OSError as error:
-        raise DataFileError(f"{path}: cannot read the ScanNet split list: {error}") from None
+    return read_list_file(os.path.join(root, "splits", f"scannetv2_{split}.txt"), "ScanNet split list")
 
 
 def list_frames(root: str, split: str, scene: str) -> List[int]:
     """The frame numbers of a scene that have a colour image, sorted."""
-    folder = os.path.join(scene_folder(root, split, scene), "sensor_data")
-    try:
-        names = os.listdir(folder)
-    except OSError as error:
-        raise DataFileError(f"{folder}: cannot list the scene's frames: {error}") from None
+    names = list_folder(os.path.join(scene_folder(root, split, scene), "sensor_data"), "scene's frames")
     return sorted(int(name[len("frame-"):-len(".color.jpg")]) for name in names
                   if name.startswith("frame-") and name.endswith(".color.jpg"))
 
 
-def _matrix(path: str) -> np.ndarray:
-    try:
-        matrix = np.loadtxt(path, dtype=np.float64)
-    except (OSError, ValueError) as error:
-        raise DataFileError(f"{path}: cannot read a 4x4 matrix: {error}") from None
-    if matrix.shape != (4, 4):
-        raise DataFileError(f"{path}: expected a 4x4 matrix, got shape {matrix.shape}")
-    return matrix
-
-
 def read_intrinsics(root: str, split: str, scene: str) -> torch.Tensor:
     """(3, 3) float32 depth-camera K in the records' pixel convention."""
-    matrix = _matrix(os.path.join(scene_folder(root, split, scene), "intrinsic", "intrinsic_depth.txt"))
+    matrix = read_matrix_file(os.path.join(scene_folder(root, split, scene), "intrinsic", "intrinsic_depth.txt"))
     return intrinsics_centre_to_corner(torch.tensor(matrix[:3, :3], dtype=torch.float32))
 
 
@@ -92,7 +75,7 @@ def read_frame(root: str, split: str, scene: str, frame: int, intrinsics: Option
         raise DataFileError(f"{paths['color']}: cannot read the frame: {error}") from None
     if depth_mm.ndim != 2:
         raise DataFileError(f"{paths['depth']}: expected a single-channel 16-bit depth PNG, got {depth_mm.shape}")
-    pose = _matrix(paths["pose"])
+    pose = read_matrix_file(paths["pose"])
     return ViewRecord(
         image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
         depth=torch.from_numpy(depth_mm.astype(np.float32) / DEPTH_SCALE),
@@ -109,13 +92,12 @@ def read_frame(root: str, split: str, scene: str, frame: int, intrinsics: Option
 
 def write_frame(root: str, split: str, scene: str, frame: int, rgb: np.ndarray, depth_m: np.ndarray,
                 camera_to_world: np.ndarray) -> None:
-    """Write one frame (tests, tiny synthetic copies): rgb (H, W, 3) uint8 as JPEG, depth (H, W)
+    """Write one frame (tests, tiny synthetic copies): rgb (H, W, 3) uint8 as JPEG (4:4:4), depth (H, W)
     metres as uint16 millimetres (0 unknown), the 4x4 pose as text."""
     paths = frame_paths(root, split, scene, frame)
     os.makedirs(os.path.dirname(paths["color"]), exist_ok=True)
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(paths["color"], quality=95)
-    millimetres = np.round(np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0, posinf=0.0) * DEPTH_SCALE)
-    Image.fromarray(np.clip(millimetres, 0, 65535).astype(np.uint16)).save(paths["depth"])
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(paths["color"], quality=95, subsampling=0)
+    write_depth_png(paths["depth"], depth_m, DEPTH_SCALE)
     np.savetxt(paths["pose"], np.asarray(camera_to_world, dtype=np.float64))
 
 
@@ -130,3 +112,21 @@ def write_scene(root: str, split: str, scene: str, intrinsics_opencv: np.ndarray
     os.makedirs(os.path.join(root, "splits"), exist_ok=True)
     with open(os.path.join(root, "splits", f"scannetv2_{split}.txt"), "a", encoding="utf-8") as file:
         file.write(scene + "\n")
+
+
+def write_synthetic_copy(out_dir: str, n_scenes: int = 2, n_frames: int = 12,
+                         image_size_hw: Tuple[int, int] = (48, 64), seed: int = 0) -> str:
+    """A tiny ScanNet copy under out_dir: n_scenes rendered room sequences of n_frames each
+    (multiview/synthetic_views.py), scenes scene0000_00.. in the train split and one more in val.
+    Returns out_dir."""
+    from recon_trainer.data.multiview.synthetic_views import render_room_walk  # imported here: slow to import
+
+    splits = ["train"] * n_scenes + ["val"]
+    for index, split in enumerate(splits):
+        scene = f"scene{index:04d}_00"
+        sequence = render_room_walk(n_frames, image_size_hw, seed=seed * 1000, scene_index=index)
+        write_scene(out_dir, split, scene, sequence.intrinsics_opencv())
+        for frame in range(n_frames):
+            write_frame(out_dir, split, scene, frame, sequence.rgb[frame], sequence.depth[frame],
+                        sequence.camera_to_world[frame])
+    return out_dir

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Collection, Sequence, Tuple
+from typing import Any, ClassVar, Collection, Dict, Sequence, Tuple
 
 from recon_trainer.config import ReplaceableBase
 
@@ -20,10 +20,17 @@ class MixableDataset(ReplaceableBase):
     (DUSt3R's spelling); more positional arguments than names is a ConfigError.
     A subclass that sets TAKES_EPOCH_SEED = True is indexed with (index, epoch_seed, draw)
     by the combinators (data/mixing/combinators.py) instead of a plain int.
+
+    EXPRESSION_ALIASES are other names an expression finds the class by (another code base's
+    spelling, e.g. ("ARKitScenes",)); a term written with an alias is labelled by that alias
+    unless it sets `name`. KEYWORD_ALIASES map keywords an expression may write to the fields they
+    set (e.g. {"num_frames": "num_views"}).
     """
 
     PATH_FIELDS: ClassVar[Tuple[str, ...]] = ()
     POSITIONAL_FIELDS: ClassVar[Tuple[str, ...]] = ()
+    EXPRESSION_ALIASES: ClassVar[Tuple[str, ...]] = ()
+    KEYWORD_ALIASES: ClassVar[Dict[str, str]] = {}
     TAKES_EPOCH_SEED: ClassVar[bool] = False
 
     name: str = ""  # label in results and mixing statistics; "": the class name

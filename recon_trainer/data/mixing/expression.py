@@ -13,9 +13,11 @@ Grammar (`@` and `*` bind tighter than `+`, as in Python):
 `N @ ds` resizes ds to N items (ResizedDataset), `k * ds` repeats every item k times
 (RepeatedDataset), `+` concatenates. Names are registered MixableDataset subclasses and the
 keywords their config fields; positional arguments fill the fields the class lists in
-POSITIONAL_FIELDS (DUSt3R's `Habitat(1_000_000, ...)`). Values are literals (numbers, strings,
-True/False/None, tuples or lists of them) or the bare name of a registered image transform
-(`transform=ColorJitter`, data/transforms.py), which the field receives as its name (a string).
+POSITIONAL_FIELDS (DUSt3R's `Habitat(1_000_000, ...)`). A class is also found by the names in its
+EXPRESSION_ALIASES, and keywords in its KEYWORD_ALIASES set the fields they map to. Values are
+literals (numbers, strings, True/False/None, tuples or lists of them) or the bare name of a
+registered image transform (`transform=ColorJitter`, data/transforms.py), which the field receives
+as its name (a string).
 A count may carry a sign, as DUSt3R's " + 100_000 @ Habitat(...)" does. The text is parsed with
 `ast.parse` and walked through a whitelist: nothing in it is ever executed.
 
@@ -35,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 from recon_trainer.config import ConfigError, expand_args_fields, get_default_args, registry
 from recon_trainer.config.choices import choice_fields
 from recon_trainer.config.errors import did_you_mean
+from recon_trainer.config.registry import unknown_implementation_message
 from recon_trainer.data.mixing.base import MixableDataset
 from recon_trainer.data.mixing.combinators import ConcatDataset, RepeatedDataset, ResizedDataset
 from recon_trainer.data.transforms import transform_names
@@ -230,7 +233,8 @@ def named_terms(text: str) -> List[Tuple[str, str]]:
 
 
 def term_label(node: Node) -> str:
-    """The label of a (sub)expression as the built datasets report it (combinators.label_of)."""
+    """The label of a (sub)expression as the built datasets report it (combinators.label_of): a
+    dataset's `name` keyword, else its name as written (a class name or an EXPRESSION_ALIASES entry)."""
     if isinstance(node, DatasetCall):
         name = node.kwargs.get("name")
         return name if isinstance(name, str) and name else node.name
@@ -323,20 +327,25 @@ def dataset_arguments(call: DatasetCall, data_root: str = "", source: str = "") 
     value types and choices checked (ConfigError), relative PATH_FIELDS joined to data_root;
     `source` is the whole expression, quoted in errors."""
     where = f"mixing expression {source or call.text!r}"
-    cls = registry.get(MixableDataset, call.name, slot=f"{where}: dataset")
+    cls = dataset_class(call.name, f"{where}: dataset")
     expand_args_fields(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    aliases = dict(getattr(cls, "KEYWORD_ALIASES", {}))
     given = dict(_positional_arguments(call, cls, where))
+    written = {key: "positional" for key in given}  # how each given field was written
     for key, value in call.kwargs.items():
-        if key in given:
-            raise ConfigError(f"{where}: {call.name} got two values for {key!r}: {given[key]!r} (positional) and "
-                              f"{value!r}")
-        given[key] = value
+        field = aliases.get(key, key)
+        if field in given:
+            second = "" if key == field else f" (as {key!r})"
+            raise ConfigError(f"{where}: {call.name} got two values for {field!r}: {given[field]!r} "
+                              f"({written[field]}) and {value!r}{second}")
+        given[field], written[field] = value, f"as {key!r}"
     config = get_default_args(cls)
     for key, value in given.items():
         if key not in fields:
-            hint = did_you_mean(key, fields) or ";"
-            raise ConfigError(f"{where}: {call.name} has no field {key!r}{hint} fields: {', '.join(fields)}")
+            hint = did_you_mean(key, [*fields, *aliases]) or ";"
+            listed = ", ".join(fields) + "".join(f", {alias} (= {field})" for alias, field in aliases.items())
+            raise ConfigError(f"{where}: {call.name} has no field {key!r}{hint} fields: {listed}")
         try:
             config[key] = value
         except OmegaConfBaseException as error:
@@ -347,11 +356,32 @@ def dataset_arguments(call: DatasetCall, data_root: str = "", source: str = "") 
         if key in given and not choices.accepts(typed[key]):
             raise ConfigError(f"{where}: {choices.message(f'{call.name}.{key}', typed[key])}")
     kwargs = {key: _as_field_value(typed[key], fields[key]) for key in given}
+    if call.name != cls.__name__ and "name" in fields and "name" not in given:
+        kwargs["name"] = call.name  # written with an alias: labelled as written (term_label)
     for key in cls.PATH_FIELDS:
         path = typed.get(key)
         if data_root and isinstance(path, str) and path and not os.path.isabs(path):
             kwargs[key] = os.path.join(os.path.expanduser(data_root), path)
     return cls, kwargs
+
+
+def dataset_class(name: str, slot: str = "dataset") -> type:
+    """The registered MixableDataset called `name`, or the one listing `name` in its
+    EXPRESSION_ALIASES (a class name wins over an alias). ConfigError with the closest name and
+    the choices (class names and aliases) when there is none, or when two classes claim the alias."""
+    classes = registry.get_all(MixableDataset)
+    by_name = {cls.__name__: cls for cls in classes}
+    if name in by_name:
+        return registry.get(MixableDataset, name, slot=slot)
+    claiming = [cls for cls in classes if name in getattr(cls, "EXPRESSION_ALIASES", ())]
+    if len(claiming) > 1:
+        raise ConfigError(f"{slot}={name!r} is an alias of several datasets: "
+                          f"{', '.join(cls.__name__ for cls in claiming)}; write the class name")
+    if claiming:
+        return claiming[0]
+    aliases = [alias for cls in classes for alias in getattr(cls, "EXPRESSION_ALIASES", ())]
+    choices = sorted({*by_name, *aliases})
+    raise ConfigError(unknown_implementation_message(slot, name, MixableDataset, choices))
 
 
 def _positional_arguments(call: DatasetCall, cls: type, where: str) -> List[Tuple[str, Any]]:

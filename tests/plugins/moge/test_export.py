@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from recon_trainer_plugins.moge.export import grid_mesh, write_glb
 
-from recon_trainer_plugins.moge.export import grid_mesh, opencv_to_opengl, write_glb, write_ply
+from recon_trainer.visualization.point_clouds import opencv_to_opengl, write_ply
 
 PLY_TYPES = {"float": "<f4", "uchar": "u1"}
 
