@@ -176,11 +176,14 @@ def test_co3d_records_match_the_items(co3d_roots, crop):
 
 
 def test_co3d_frames_in_mixing_expressions(co3d_roots):
-    v1 = Co3dFrames(root=co3d_roots["v1"], category="procedural", subsets=("train_known",), image_height=24, image_width=24)
+    v1 = Co3dFrames(root=co3d_roots["v1"], category="procedural", subsets=("train_known",), image_height=24,
+                    image_width=24)
     assert len(v1) == 2 * 6 and {v1[i].extras["frame_type"] for i in range(len(v1))} == {"train_known"}
     record = v1[0]
-    assert record.dataset == "Co3dFrames" and record.image.shape == (3, 24, 24) and record.camera_to_world.shape == (4, 4)
-    v2 = Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", image_height=24, image_width=24)
+    assert record.dataset == "Co3dFrames" and record.image.shape == (3, 24, 24)
+    assert record.camera_to_world.shape == (4, 4)
+    v2 = Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", image_height=24,
+                    image_width=24)
     assert len(v2) == 32  # train, val and test together, the frames that are in val and test once
     test = Co3dFrames(root=co3d_roots["v2"], category="procedural", subset_name="fewview_dev", subsets=("test",))
     assert len(test) == 16 and test[0].extras["frame_type"] == "test_unseen"

@@ -115,7 +115,8 @@ def test_config_name_typo_suggests_the_config_and_lists_them(tmp_path):
     line = assert_reported(result)
     assert line.startswith(
         "recon_runner: error: config 'repro_singleseq_nerf_blendr' not found; "
-        "did you mean 'repro_singleseq_nerf_blender'? configs: default_config, dust3r_pairs, example_line_fit, midas_mix, "
+        "did you mean 'repro_singleseq_nerf_blender'? configs: default_config, dust3r_pairs, example_line_fit, "
+        "midas_mix, "
     )
     assert ", repro_singleseq_nerf_blender, " in line and "_dummy" not in line
 

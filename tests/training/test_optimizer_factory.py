@@ -148,7 +148,8 @@ def test_no_decay_1d_splits_each_group_and_keeps_its_schedule():
                                     group_learning_rates={"head": 0.01}, lr_policy="Exponential", gamma=0.5,
                                     exponential_lr_step_size=1)
     optimizer, scheduler = factory(model=model, exp_dir="")
-    shapes = [(g["name"], g["weight_decay"], sorted(tuple(p.shape) for p in g["params"])) for g in optimizer.param_groups]
+    shapes = [(g["name"], g["weight_decay"], sorted(tuple(p.shape) for p in g["params"]))
+              for g in optimizer.param_groups]
     assert shapes == [("default", 0.05, [(4, 3)]), ("default", 0.0, [(4,), (4,), (4,)]),
                       ("head", 0.05, [(2, 4)]), ("head", 0.0, [(2,)])]
     scheduler.step()

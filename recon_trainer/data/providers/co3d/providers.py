@@ -352,7 +352,8 @@ class Co3dSource(MixableDataset):
 @registry.register
 class Co3dFrames(ListedDataset, Co3dSource):
     """CO3D-layout frames (v1 or v2 files, one or more categories) as ViewRecords, cropped and
-    resized as JsonIndexDataset does it, e.g. `Co3dFrames(root='co3d', category='teddybear', subsets=('train_known',))`."""
+    resized as JsonIndexDataset does it, e.g.
+    `Co3dFrames(root='co3d', category='teddybear', subsets=('train_known',))`."""
 
     def list_items(self) -> JsonIndexDataset:
         return self.frame_index()
