@@ -11,6 +11,7 @@ second half of training; DUSt3R keeps 0.2.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
@@ -212,12 +213,14 @@ class Spann3RModel(PointMapModelBase):
 
     def write_image_predictions(self, image_paths: List[str], out_dir: str, device: torch.device) -> List[str]:
         """recon_visualizer images_dir=...: the images as one sequence (in name order), reconstructed
-        online: a coloured PLY point cloud and per-frame confidences (reconstruction.py)."""
+        online: a coloured PLY point cloud and per-frame confidences (reconstruction.py). Returns each
+        image's confidence PNG (the point cloud and the arrays are written beside them)."""
         from .reconstruction import check_size, reconstruct_images, write_reconstruction
         patch_size = self.net.dust3r.patch_embed.patch_size
         check_size(self.reconstruction_size, patch_size, "Spann3RModel.reconstruction_size")
         result = reconstruct_images(self.net, image_paths, device, self.reconstruction_size, patch_size)
-        return write_reconstruction(result, out_dir)
+        folder = os.path.join(out_dir, "confidence")
+        return [path for path in write_reconstruction(result, out_dir) if os.path.dirname(path) == folder]
 
 
 def _memory_architecture(memory: Dict[str, Any], key: str) -> MemoryArchitecture:

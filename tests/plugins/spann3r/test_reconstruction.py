@@ -333,7 +333,8 @@ def test_model_writes_image_predictions(tmp_path):
     model.train()
     written = model.write_image_predictions(paths, out, torch.device("cpu"))
     assert model.training  # the mode is given back
-    assert len(written) == 4 + 3 and all(os.path.isfile(path) for path in written)
+    assert [os.path.basename(path) for path in written] == ["0000_0.png", "0001_1.png", "0002_2.png"]
+    assert all(os.path.isfile(path) for path in written)  # one confidence image per input image
     check_outputs(out, ["0", "1", "2"], SIZE, SIZE)
     frames, names = read_frames(str(tmp_path / "frames"))
     expected = reconstruct_frames(model.net, frames, names, torch.device("cpu"), SIZE, 8)
