@@ -19,6 +19,7 @@ import dataclasses
 
 import torch
 
+from recon_trainer.data.records import transform_points
 from recon_trainer_plugins.spann3r.predictions import SequencePredictions
 
 PRED_SCALE_RANGE = (1e-3, 1e3)  # the prediction's median-norm scale is clipped to this range
@@ -62,14 +63,6 @@ class AlignedPoints:
 def _z_only(values: torch.Tensor) -> torch.Tensor:
     """(..., 1) -> (..., 3) with the values in z and zeros in x, y."""
     return torch.nn.functional.pad(values.unsqueeze(-1), (2, 0)).squeeze(-2)
-
-
-def transform_points(transform: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample 4x4 transforms (B, 4, 4) to points (B, ..., 3)."""
-    batch = points.shape[0]
-    flat = points.reshape(batch, -1, 3)
-    out = torch.einsum("bij,bnj->bni", transform[:, :3, :3], flat) + transform[:, None, :3, 3]
-    return out.reshape(points.shape)
 
 
 def points_in_first_camera(gt_points: torch.Tensor, camera_to_world: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ second half of training; DUSt3R keeps 0.2.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import time
@@ -93,10 +94,10 @@ class PointMapModelBase(ModelBase):
         """alpha of this epoch (conf_alpha)."""
         self.alpha = float(self._alpha_formula(epoch=epoch, max_epochs=max(1, self.max_epochs)))
 
+    @abc.abstractmethod
     def predict(self, images: torch.Tensor, true_shape: torch.Tensor) -> SequencePredictions:
         """The network's predictions of every step of B sequences: images (B, T, 3, H, W) in
         [-1, 1], true_shape (B, T, 2)."""
-        raise NotImplementedError
 
     def check_portraits(self, network: DUSt3RNetwork, images: torch.Tensor, true_shape: torch.Tensor) -> None:
         """ValueError if a view is stored transposed (a portrait in the landscape tensor: images (..., H, W) with

@@ -1,5 +1,6 @@
 """Reading released Spann3R weights (spann3r.pth): {'model': state dict, ...} as the original's eval.py
-and demo.py load them (`torch.load(path)['model']` into a Spann3R built on the DUSt3R ViT-L/B DPT).
+and demo.py use them (the 'model' entry loaded into a Spann3R built on the DUSt3R ViT-L/B DPT; read here with
+weights_only=True).
 
 The file does not name its DUSt3R architecture (the original's constructor reads it from a separate
 DUSt3R file), so it is inferred from the weights' shapes: widths, depths, MLP ratio, patch size,

@@ -2,7 +2,7 @@
 
     10000 @ Scannet(split='train', ROOT='data/scannet', resolution=224, transform=ColorJitter, max_thresh=50)
 
-Scenes: ROOT/splits/scannetv2_<split>.txt (or test_id); frames: every frame-XXXXXX.color.jpg of the
+Scenes: ROOT/splits/scannetv2_<split>.txt (or test_id); frames: every frame-<6 digits>.color.jpg of the
 scene's sensor_data folder, in frame order. The colour image is resized to the depth map's size;
 depth is uint16 millimetres (0 unknown); poses are camera-to-world (OpenCV), and a view whose pose
 is not finite (ScanNet's failed tracking) or that has no valid depth is redrawn (full_video: left

@@ -168,5 +168,4 @@ def _world_points(depth: torch.Tensor, intrinsics: torch.Tensor, camera_to_world
     return transform_points(camera_to_world, camera)
 
 
-
 DTU_ORBIT = {"arc_degrees": 120.0, "scale": 1000.0, "distance": (1.0, 1.5)}  # DTU-like: a near arc, in millimetres

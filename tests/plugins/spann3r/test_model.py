@@ -148,7 +148,6 @@ def test_reconstruct_returns_per_frame_points_and_the_forward_time():
     points, conf = predictions.per_frame()
     torch.testing.assert_close(result.points, points)
     torch.testing.assert_close(result.conf, conf)
-    assert result.seconds > 0
     panels = model.visualize(batch)
     assert list(panels) == ["sequence_0"] and panels["sequence_0"].shape == (3, 3 * HEIGHT, 3 * WIDTH)
 
@@ -244,7 +243,7 @@ def test_dust3r_reconstructs_pairs_only():
     model = dust3r().eval()
     with torch.no_grad():
         result = model.reconstruct(make_batch(batch_size=2, frames=2))
-        assert result.points.shape == (2, 2, HEIGHT, WIDTH, 3) and result.seconds > 0
+        assert result.points.shape == (2, 2, HEIGHT, WIDTH, 3)
         with pytest.raises(ValueError, match="3 frames"):
             model.reconstruct(make_batch(frames=3))
         with pytest.raises(ValueError, match="num_frames >= 2"):
