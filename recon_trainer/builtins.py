@@ -20,6 +20,8 @@ BUILTIN_MODULES = (
     "recon_trainer.data.depth.tum",
     "recon_trainer.data.depth.sequences",  # TUMSequences, KITTISequences, SintelSequences, ETH3DSequences
     "recon_trainer.data.multiview",  # DUSt3R / Spann3R datasets: Scannet, Scannetpp, ArkitScene, Habitat, Co3d, ...
+    "recon_trainer.data.ssc.nyu",  # semantic scene completion: NYUv2SSC
+    "recon_trainer.data.ssc.semantic_kitti",  # SemanticKITTI, KITTI360
     "recon_trainer.data.data_loader_map_provider",
     "recon_trainer.data.data_source",
     "recon_trainer.data.mixing.data_source",  # MixtureDataSource

@@ -10,6 +10,7 @@ from recon_trainer.config import ConfigError, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.config.errors import did_you_mean
 from recon_trainer.models.base import EvaluationMode, ModelBase
+from recon_trainer.models.depth_predictor import DepthPrediction
 
 from .batch import DepthBatch
 from .decoder import MidasDecoder
@@ -92,6 +93,14 @@ class MidasModel(ModelBase):
         """recon_visualizer images_dir=...: a coloured depth map (PNG) and the raw disparity (.npy)
         per image into out_dir; returns the PNG paths."""
         return write_depth_maps(self, image_paths, out_dir, device)
+
+    @torch.no_grad()
+    def predict_depth(self, image_rgb: torch.Tensor) -> DepthPrediction:
+        """The depth-predictor protocol (recon_trainer.models.depth_predictor): images (B, 3, H, W) in
+        [0, 1] -> kind "disparity", values (B, H, W) float32 >= 0, relative inverse depth up to scale
+        and shift, predicted as in evaluation (resized with `resize_method`)."""
+        disparity = self.forward(DepthBatch(image_rgb=image_rgb), evaluation_mode=EvaluationMode.EVALUATION)
+        return DepthPrediction(disparity["disparity"][:, 0].float(), "disparity")
 
     def resize_method_for(self, batch: DepthBatch) -> str:
         """The resize method of the batch: the override for its first item's dataset, if any."""

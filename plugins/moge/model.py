@@ -10,6 +10,7 @@ import torch
 from recon_trainer.config import ConfigError, plain, registry
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.models.base import EvaluationMode, ModelBase
+from recon_trainer.models.depth_predictor import DepthPrediction
 
 from .batch import MoGeBatch
 from .checkpoint import load_released, network_from_config
@@ -170,6 +171,17 @@ class MoGeModel(ModelBase):
         kind = "scale_invariant" if self.net.version == "v1" else "metric"
         return {f"points_{kind}": output["points"], f"depth_{kind}": output["depth"],
                 "intrinsics": output["intrinsics"], "mask": output["mask"]}
+
+    def predict_depth(self, image_rgb: torch.Tensor) -> DepthPrediction:
+        """The depth-predictor protocol (recon_trainer.models.depth_predictor): MoGe's infer on images
+        (B, 3, H, W) in [0, 1] at `resolution_level` -> values (B, H, W) float32, the depth of the
+        recovered camera-space points: kind "metric" (metres) when the network predicts a metric
+        scale (v2 with a scale head), else "relative_depth" (v1: affine-invariant points, depth up to
+        scale); valid = the predicted mask (v2 also: depth > 0), None without a mask head."""
+        output = infer(self.net, image_rgb, num_tokens=self.num_tokens_at_level(self.resolution_level),
+                       apply_mask=False)
+        metric = getattr(self.net, "scale_head", None) is not None
+        return DepthPrediction(output["depth"].float(), "metric" if metric else "relative_depth", output.get("mask"))
 
     def visualize(self, batch: MoGeBatch) -> Dict[str, torch.Tensor]:
         """{"geometry_<i>": (3, 2 H, 4 W)} for the first `num_vis_images` images: the image, the

@@ -8,12 +8,12 @@ camera-to-world pose (valid where the depth is finite and > 0, as DUSt3R's valid
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, List, Sequence
+from typing import Any, List, Sequence
 
 import torch
 
 from recon_trainer.config import registry
-from recon_trainer.data.batching import BatchBuilderBase
+from recon_trainer.data.batching import BatchBuilderBase, map_tensor_fields
 from recon_trainer.data.records import SequenceRecord, ViewRecord
 
 
@@ -48,26 +48,20 @@ class PointMapBatch:
         """T."""
         return int(self.images.shape[1])
 
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor], **others: Any) -> "PointMapBatch":
-        """The batch with fn applied to every tensor (and the other fields given replaced)."""
-        tensors = {f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)
-                   if isinstance(getattr(self, f.name), torch.Tensor)}
-        return dataclasses.replace(self, **tensors, **others)
-
     def to(self, device: Any) -> "PointMapBatch":
         """The batch with every tensor on `device`."""
-        return self._map(lambda x: x.to(device))
+        return map_tensor_fields(self, lambda x: x.to(device))
 
     def select(self, indices: Sequence[int]) -> "PointMapBatch":
         """The sequences at `indices`."""
         kept = [int(i) for i in indices]
-        return self._map(lambda x: x[kept], dataset=[self.dataset[i] for i in kept],
+        return map_tensor_fields(self, lambda x: x[kept], dataset=[self.dataset[i] for i in kept],
                          sequence=[self.sequence[i] for i in kept])
 
     def frames(self, indices: Sequence[int]) -> "PointMapBatch":
         """The frames at `indices` of every sequence."""
         kept = [int(i) for i in indices]
-        return self._map(lambda x: x[:, kept])
+        return map_tensor_fields(self, lambda x: x[:, kept])
 
 
 @dataclasses.dataclass

@@ -9,8 +9,11 @@ videos of RGB, depth and mask go to exp_dir/video/. With images_dir, a model tha
 single images writes its predictions for each image (MiDaS: coloured depth maps and raw .npy
 disparities in exp_dir/depth_maps/).
 
-A model takes part through two optional members: `write_image_predictions(image_paths, out_dir,
-device) -> [written paths]` with the folder name `IMAGE_PREDICTIONS_FOLDER`, for images_dir; and
+A model takes part through optional members: `write_image_predictions(image_paths, out_dir,
+device) -> [written paths]` with the folder name `IMAGE_PREDICTIONS_FOLDER`, for images_dir;
+`write_dataset_predictions(dataloader, out_dir, device, max_items) -> {name: path}` with the folder
+name `DATASET_PREDICTIONS_FOLDER`, for models that predict per sample of a split (e.g. voxel renders
+and meshes of a scene completion model: `recon_visualizer exp_dir=... split=test max_items=8`); and
 full-grid renders of cameras ("images_render", "depths_render", "masks_render"), for the fly-around.
 """
 from __future__ import annotations
@@ -49,6 +52,7 @@ def visualize_reconstruction(
     device: str = "auto",
     drop_unknown_keys: bool = False,
     images_dir: Optional[str] = None,
+    max_items: int = 8,
 ) -> Dict[str, str]:
     """Render the experiment in `exp_dir` (saved config, latest checkpoint) along a circle.
 
@@ -88,10 +92,16 @@ def visualize_reconstruction(
         written = writer(images, out_dir, run_device)
         print(f"{PROG}: wrote the predictions for {len(written)} images to {out_dir}")
         return dict(zip(images, written))
-    datasets, _ = experiment.data_source.get_datasets_and_dataloaders()
+    datasets, loaders = experiment.data_source.get_datasets_and_dataloaders()
     dataset = getattr(datasets, split, None)
     if dataset is None:
         raise ConfigError(f"split={split!r} has no dataset in this experiment; choose train, val or test")
+    dataset_writer = getattr(model, "write_dataset_predictions", None)
+    if dataset_writer is not None:
+        out_dir = output_directory or os.path.join(exp_dir, getattr(model, "DATASET_PREDICTIONS_FOLDER", "predictions"))
+        written = dataset_writer(getattr(loaders, split), out_dir, run_device, max_items)
+        print(f"{PROG}: wrote the predictions for {len(written)} samples of the {split} split to {out_dir}")
+        return written
     size = tuple(video_size) if video_size is not None else tuple(render_size)
     out_dir = output_directory or os.path.join(exp_dir, "video")
     paths = film_flyaround(model, dataset, out_dir, tuple(render_size), size, n_eval_cameras, fps, n_source_views,

@@ -19,12 +19,24 @@ Built in:
 from __future__ import annotations
 
 import abc
-from typing import Any, List, Sequence
+import dataclasses
+from typing import Any, Callable, List, Sequence, TypeVar
 
+import torch
 
 from recon_trainer.config import ReplaceableBase, registry
 from recon_trainer.data.frame_data import FrameData, collate, view_frame_data
 from recon_trainer.data.records import SequenceRecord, ViewRecord, stack_records
+
+B = TypeVar("B")
+
+
+def map_tensor_fields(batch: B, fn: Callable[[torch.Tensor], torch.Tensor], **others: Any) -> B:
+    """A copy of the dataclass `batch` with `fn` applied to every field holding a tensor and the
+    fields named in `others` replaced (a method batch's `to` / `select`)."""
+    tensors = {f.name: fn(getattr(batch, f.name)) for f in dataclasses.fields(batch)
+               if isinstance(getattr(batch, f.name), torch.Tensor)}
+    return dataclasses.replace(batch, **tensors, **others)
 
 
 class BatchBuilderBase(ReplaceableBase):

@@ -47,6 +47,11 @@ Number = Union[int, float, torch.Tensor]  # a number, or a tensor of them in a s
 # ------------------------------------------------------------------------------------ geometry
 
 
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB as the records' (3, H, W) float32 image in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+
+
 def intrinsics_to_normalized(intrinsics: torch.Tensor, image_size_hw: Tuple[int, int]) -> torch.Tensor:
     """(..., 3, 3) K in pixels to MoGe's normalised K: fx, cx in units of the image width, fy, cy
     of its height (cx, cy ~ 0.5 for a centred principal point)."""
@@ -313,7 +318,9 @@ class VoxelRecord:
     """A labelled voxel volume on a regular grid; a stacked record has leading dimensions.
 
     labels: (X, Y, Z) uint8 class ids, IGNORE_LABEL (255) where unknown or outside.
-    voxel_size: the edge of a voxel in metres.
+    voxel_size: the edge of a voxel in metres: a number, or (3,) per-axis edges (a tuple or a
+        tensor) for a grid resampled to other counts per axis (NYU's "scale" variant). A stacked
+        record holds a tensor (B,) or (B, 3), or a list of tuples; `voxel_size_xyz` reads any of them.
     voxel_origin: (3,) float32 coordinates of the min corner of voxel (0, 0, 0), in the frame a
         view's camera_to_world maps into ("world": SSCNet's world frame for NYU, as the MonoScene
         / Symphonies pkl stores it; the LiDAR frame for SemanticKITTI). Axis k of the grid runs
@@ -339,16 +346,31 @@ class VoxelRecord:
         """(X, Y, Z) voxels."""
         return tuple(int(s) for s in self.labels.shape[-3:])
 
+    def voxel_size_xyz(self) -> torch.Tensor:
+        """(..., 3) float32 voxel edges per axis (a number repeated three times), for one record or
+        a stacked one (leading dimensions of the labels)."""
+        lead = tuple(self.labels.shape[:-3])
+        size = self.voxel_size
+        if isinstance(size, (list, tuple)) and size and not isinstance(size[0], (int, float)):
+            size = torch.stack([torch.as_tensor(s, dtype=torch.float32).reshape(-1).expand(3) for s in size])
+        size = torch.as_tensor(size, dtype=torch.float32)
+        if tuple(size.shape) in (lead, lead + (1,)):
+            size = size.reshape(lead + (1,)).expand(lead + (3,))
+        if tuple(size.shape) not in (lead + (3,), (3,), ()):
+            raise ValueError(f"VoxelRecord.voxel_size has shape {tuple(size.shape)}, expected a number or (3,) per "
+                             f"volume (labels {tuple(self.labels.shape)})")
+        return size.expand(lead + (3,)).clone()
+
     def voxel_centres(self, offset: float = 0.5) -> torch.Tensor:
-        """(X, Y, Z, 3) float32 world coordinates origin + (index + offset) * voxel_size: the
-        voxel centres with offset 0.5; offset 0 gives the min corners (MonoScene's vox2pix
-        projects those). A single volume only."""
+        """(X, Y, Z, 3) float32 world coordinates origin + (index + offset) * voxel_size (per
+        axis when voxel_size has three values): the voxel centres with offset 0.5 (what MonoScene's
+        and Symphonies' vox2pix project); offset 0 gives the min corners. A single volume only."""
         if self.labels.dim() != 3:
             raise ValueError(f"VoxelRecord.voxel_centres works on one volume, this record is stacked "
                              f"{tuple(self.labels.shape[:-3])}")
         axes = [torch.arange(n, dtype=torch.float32) + offset for n in self.grid_shape]
         index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-        return self.voxel_origin.float() + index * float(self.voxel_size)
+        return self.voxel_origin.float() + index * self.voxel_size_xyz()
 
     def project(self, view: ViewRecord, offset: float = 0.5) -> Projection:
         """Every voxel (centre, or the point at `offset`) projected into `view`: pixels
@@ -375,7 +397,8 @@ def stack_records(records: Sequence[R]) -> R:
         return stack_records([r.stack() for r in records])
     kind = type(records[0])
     if not dataclasses.is_dataclass(kind) or any(type(r) is not kind for r in records):
-        raise ValueError(f"stack_records: expected records of one dataclass, got {sorted({type(r).__name__ for r in records})}")
+        kinds = sorted({type(r).__name__ for r in records})
+        raise ValueError(f"stack_records: expected records of one dataclass, got {kinds}")
     values = {f.name: _stack_values(f"{kind.__name__}.{f.name}", [getattr(r, f.name) for r in records])
               for f in dataclasses.fields(kind) if f.init}
     return kind(**values)

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from recon_trainer.config import ReplaceableBase, registry, run_auto_creation
+from recon_trainer.config import ConfigError, ReplaceableBase, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.training.param_groups import DEFAULT_GROUP, assign_param_groups
 from recon_trainer.training.schedules import (
@@ -60,6 +60,7 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     breed: str = choice_field("Adam", BREEDS, ignore_case=True)  # Adam, AdamW, SGD or Adagrad (any case)
     lr: float = 0.0005  # learning rate of the "default" parameter group
     betas: Tuple[float, float] = (0.9, 0.999)  # Adam / AdamW moment decay rates
+    eps: float = 1.0e-8  # Adam / AdamW / Adagrad term added to the denominator (Symphonies: 1e-3 for fp16)
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0  # L2 penalty (decoupled for AdamW), every group
     # no weight decay on 1-D parameters (norms) and biases, as MAE / CroCo / DUSt3R's param groups do
@@ -67,6 +68,8 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
     foreach: Optional[bool] = True  # torch's multi-tensor implementation (None: torch decides)
     # learning rate of each non-default parameter group
     group_learning_rates: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # learning rate of a non-default group as a multiple of `lr` (mmengine's lr_mult), instead of a rate
+    group_lr_multipliers: Dict[str, float] = dataclasses.field(default_factory=dict)
     # MultiStepLR, Exponential, LinearExponential, StepLR, WarmupCosine, LambdaLR or SequentialLR (any case)
     lr_policy: str = choice_field("MultiStepLR", LR_POLICIES, ignore_case=True)
     gamma: float = 0.1  # decay factor of MultiStepLR, Exponential, LinearExponential and StepLR
@@ -78,6 +81,12 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
 
     def __post_init__(self) -> None:
         check_choices(self)
+        both = sorted(set(self.group_learning_rates) & set(self.group_lr_multipliers))
+        if both:
+            raise ConfigError(f"{type(self).__name__}: group(s) {both} have both a rate in group_learning_rates and a "
+                              "multiplier in group_lr_multipliers; expected one of the two")
+        if self.eps <= 0:
+            raise ConfigError(f"{type(self).__name__}.eps={self.eps}: expected a positive number")
         run_auto_creation(self)
         self.compiled_policy()  # a mistake in the schedule fails when the config is built
 
@@ -91,15 +100,17 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
         each group is split in two of the same name, the second (1-D parameters and biases) with
         weight_decay 0."""
         groups = assign_param_groups(model)
-        unknown = sorted(set(groups) - {DEFAULT_GROUP} - set(self.group_learning_rates))
+        rates = {DEFAULT_GROUP: self.lr, **self.group_learning_rates,
+                 **{name: self.lr * factor for name, factor in self.group_lr_multipliers.items()}}
+        unknown = sorted(set(groups) - set(rates))
         if unknown:
             raise ValueError(
                 f"parameter group(s) {unknown} declared in the model's param_groups have no learning rate: "
                 f"give one in the optimizer factory's group_learning_rates (on the command line: "
-                f"+optimizer_factory_ReconOptimizerFactory_args.group_learning_rates.<group>=<lr>); "
-                f"it has {dict(self.group_learning_rates)}"
+                f"+optimizer_factory_ReconOptimizerFactory_args.group_learning_rates.<group>=<lr>) or a multiple of "
+                f"lr in group_lr_multipliers; it has {dict(self.group_learning_rates)} and "
+                f"{dict(self.group_lr_multipliers)}"
             )
-        rates = {DEFAULT_GROUP: self.lr, **self.group_learning_rates}
         if not self.no_decay_1d:
             return [{"params": params, "lr": rates[name], "name": name} for name, params in groups.items()]
         names = {id(param): name for name, param in model.named_parameters()}
@@ -118,12 +129,12 @@ class ReconOptimizerFactory(OptimizerFactoryBase):
         common = {"lr": self.lr, "weight_decay": self.weight_decay, "foreach": self.foreach}
         breed = self.breed.lower()
         if breed == "adam":
-            return torch.optim.Adam(param_groups, betas=tuple(self.betas), **common)
+            return torch.optim.Adam(param_groups, betas=tuple(self.betas), eps=self.eps, **common)
         if breed == "adamw":
-            return torch.optim.AdamW(param_groups, betas=tuple(self.betas), **common)
+            return torch.optim.AdamW(param_groups, betas=tuple(self.betas), eps=self.eps, **common)
         if breed == "sgd":
             return torch.optim.SGD(param_groups, momentum=self.momentum, **common)
-        return torch.optim.Adagrad(param_groups, **common)
+        return torch.optim.Adagrad(param_groups, eps=self.eps, **common)
 
     def compiled_policy(self) -> CompiledPolicy:
         """The checked `lr_policy` with its parameters (ConfigError naming the key when wrong)."""

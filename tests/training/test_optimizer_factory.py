@@ -95,6 +95,19 @@ def test_groups_get_their_own_learning_rates():
     assert rates == {"default": (0.1, 3), "dec": (0.5, 4)}
 
 
+def test_a_group_rate_may_be_a_multiple_of_lr_and_eps_reaches_adamw():
+    factory = ReconOptimizerFactory(breed="AdamW", lr=2e-4, eps=1e-3, group_lr_multipliers={"dec": 0.1})
+    optimizer, _ = factory(model=Net(param_groups={"decoder": "dec"}), exp_dir="unused")
+    rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    assert rates == {"default": 2e-4, "dec": pytest.approx(2e-5)}
+    assert all(group["eps"] == 1e-3 for group in optimizer.param_groups)
+
+
+def test_a_group_with_a_rate_and_a_multiplier_is_refused():
+    with pytest.raises(ConfigError, match=r"\['dec'\] have both"):
+        ReconOptimizerFactory(group_learning_rates={"dec": 0.5}, group_lr_multipliers={"dec": 0.1})
+
+
 def test_a_group_without_learning_rate_is_named():
     factory = ReconOptimizerFactory(group_learning_rates={"dec": 0.5})
     with pytest.raises(ValueError, match=r"parameter group\(s\) \['enc'\] .*group_learning_rates"):

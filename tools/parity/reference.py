@@ -3,8 +3,9 @@ out (put first on the import path, so `import moge` / `import dust3r` is the ori
 the fixtures go.
 
 Run a script as `python tools/parity/make_X.py --moge_repo /path/to/MoGe --out tests/fixtures/moge`
-(the DUSt3R / Spann3R scripts take --dust3r_repo / --spann3r_repo), with the original's own
-dependencies importable (MoGe: utils3d at its pinned commit, opencv)."""
+(the DUSt3R / Spann3R scripts take --dust3r_repo / --spann3r_repo, the Symphonies and SSC-metric ones
+--symphonies_repo, the Symphonies decoder one also --mmcv_src), with the original's own dependencies importable
+(MoGe: utils3d at its pinned commit, opencv)."""
 from __future__ import annotations
 
 import argparse

@@ -35,15 +35,10 @@ from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.file_check import DataFile, without
 from recon_trainer.data.frame_data import FrameData
 from recon_trainer.data.mixing.base import MixableDataset
-from recon_trainer.data.records import ViewRecord
+from recon_trainer.data.records import ViewRecord, image_tensor  # noqa: F401 (image_tensor: for the readers)
 
 EVAL_METRICS = ("delta1.25", "absrel", "whdr")
 ITEM_TYPES = ("frame_data", "record")
-
-
-def image_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB as the records' (3, H, W) float32 image in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
 
 
 def depth_tensor(depth: np.ndarray) -> torch.Tensor:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from recon_trainer.data.formats.poses import matrix_to_quaternion, quaternion_to_matrix
 from recon_trainer.data.formats.scene_files import list_folder, read_rgb_and_depth, write_depth_png
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 SPLIT_FOLDERS = {"train": "Training", "val": "Validation"}
@@ -144,7 +144,7 @@ def read_frame(root: str, split: str, scene: str, timestamp: str, camera_to_worl
     rgb, depth = read_rgb_and_depth(paths["image"], paths["depth"], DEPTH_SCALE)
     pose = torch.full((4, 4), float("nan")) if camera_to_world is None else torch.tensor(camera_to_world).float()
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         intrinsics=read_intrinsics(root, split, scene, timestamp),
         camera_to_world=pose,

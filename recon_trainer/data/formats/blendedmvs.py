@@ -27,7 +27,7 @@ from PIL import Image
 
 from recon_trainer.data.depth.image_files import read_rgb
 from recon_trainer.data.formats.scene_files import list_folder, read_list_file
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 VIEW_NAME = re.compile(r"^(\d{8})\.jpg$")
@@ -188,7 +188,7 @@ def read_view(root: str, scene: str, view: int, dataset: str = "") -> ViewRecord
                             f"image's size {rgb.shape[:2]}")
     camera = read_mvsnet_cam(paths["cam"])
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         depth_kind="metric",
         intrinsics=intrinsics_centre_to_corner(torch.tensor(camera.intrinsics, dtype=torch.float32)),

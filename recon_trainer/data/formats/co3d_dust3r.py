@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from recon_trainer.data.depth.image_files import open_image, read_rgb, read_uint16_png
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 DEPTH_RANGE = 65535.0  # the depth PNG's value of maximum_depth
@@ -103,7 +103,7 @@ def read_frame(root: str, category: str, sequence: str, frame: int, with_mask: b
         if array is not None and array.shape != rgb.shape[:2]:
             raise DataFileError(f"{paths[key]}: shape {array.shape}, expected the image's {rgb.shape[:2]}")
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth.astype(np.float32)),
         depth_kind="metric",
         intrinsics=intrinsics_centre_to_corner(torch.from_numpy(intrinsics)),

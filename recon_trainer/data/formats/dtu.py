@@ -25,7 +25,7 @@ from PIL import Image
 from recon_trainer.data.depth.image_files import open_image, read_rgb
 from recon_trainer.data.formats.blendedmvs import nearest_clusters, read_mvsnet_cam, write_mvsnet_cam, write_pair_file
 from recon_trainer.data.formats.scene_files import list_folder, list_subfolders
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 EROSION = 10  # side of the square the mask is eroded by (pixels)
@@ -106,7 +106,7 @@ def read_frame(root: str, scan: str, name: str, dataset: str = "") -> ViewRecord
     camera = read_mvsnet_cam(paths["cam"])
     stem = os.path.splitext(name)[0]
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth * mask),
         depth_kind="metric",
         intrinsics=intrinsics_centre_to_corner(torch.tensor(camera.intrinsics, dtype=torch.float32)),

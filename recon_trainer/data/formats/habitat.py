@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from recon_trainer.data.formats.scene_files import read_list_file
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 VIEWS_PER_SET = 5  # CroCo renders sets of 5 views; files count them from 1
@@ -113,7 +113,7 @@ def read_view(root: str, prefix: str, view: int, dataset: str = "") -> ViewRecor
         raise DataFileError(f"{paths['depth']}: expected a depth map of the image's size {rgb.shape[:2]}, "
                             f"got {depth.shape}")
     intrinsics, pose = read_camera(paths["camera"])
-    return ViewRecord(image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0, depth=torch.from_numpy(depth),
+    return ViewRecord(image=image_tensor(rgb), depth=torch.from_numpy(depth),
                       intrinsics=intrinsics, camera_to_world=pose, sequence=prefix, frame=view, dataset=dataset,
                       label_type="synthetic", path=paths["image"])
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from recon_trainer.data.records import ViewRecord, intrinsics_from_normalized
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_from_normalized
 from recon_trainer.errors import DataFileError
 
 INDEX_FILE = ".index.txt"
@@ -252,7 +252,7 @@ def read_instance(
     size = rgb.shape[:2]
     intrinsics = intrinsics_from_normalized(torch.tensor(meta["intrinsics"], dtype=torch.float32), size)
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         depth_kind=depth_kind,
         intrinsics=intrinsics,

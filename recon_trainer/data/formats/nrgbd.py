@@ -25,7 +25,7 @@ from PIL import Image
 from recon_trainer.data.depth.image_files import read_uint16_png
 from recon_trainer.data.formats.scene_files import list_folder, list_subfolders
 from recon_trainer.data.formats.seven_scenes import fixed_intrinsics, millimetre_depth, millimetre_png, read_rgb_resized
-from recon_trainer.data.records import ViewRecord
+from recon_trainer.data.records import ViewRecord, image_tensor
 from recon_trainer.errors import DataFileError
 
 INTRINSICS = (554.2562584220408, 554.2562584220408, 320.0, 240.0)  # fx, fy, cx, cy (integer pixel centres)
@@ -87,7 +87,7 @@ def read_frame(root: str, scene: str, frame: int, poses: Optional[Tuple[np.ndarr
     depth = millimetre_depth(read_uint16_png(paths["depth"]))
     rgb = read_rgb_resized(paths["image"], depth.shape)
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         depth_kind="metric",
         intrinsics=fixed_intrinsics(INTRINSICS, INTRINSICS_SIZE_HW, depth.shape),

@@ -22,7 +22,7 @@ from PIL import Image
 
 from recon_trainer.data.formats.poses import read_matrix_file
 from recon_trainer.data.formats.scene_files import list_folder, read_list_file, write_depth_png
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 SPLIT_FOLDERS = {"train": "scans", "val": "scans", "test": "scans_test"}
@@ -77,7 +77,7 @@ def read_frame(root: str, split: str, scene: str, frame: int, intrinsics: Option
         raise DataFileError(f"{paths['depth']}: expected a single-channel 16-bit depth PNG, got {depth_mm.shape}")
     pose = read_matrix_file(paths["pose"])
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth_mm.astype(np.float32) / DEPTH_SCALE),
         depth_kind="metric",
         intrinsics=read_intrinsics(root, split, scene) if intrinsics is None else intrinsics,

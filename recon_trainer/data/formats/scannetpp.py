@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from recon_trainer.data.formats.scene_files import read_list_file, read_rgb_and_depth, write_depth_png
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner
 from recon_trainer.errors import DataFileError
 
 DEPTH_SCALE = 1000.0  # depth PNG units per metre
@@ -89,7 +89,7 @@ def read_frame(root: str, scene: str, name: str, intrinsics: torch.Tensor, camer
     paths = frame_paths(root, scene, name)
     rgb, depth = read_rgb_and_depth(paths["image"], paths["depth"], DEPTH_SCALE)
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         intrinsics=intrinsics.clone(),
         camera_to_world=camera_to_world.clone(),

@@ -23,7 +23,7 @@ from PIL import Image
 from recon_trainer.data.depth.image_files import open_image, read_uint16_png
 from recon_trainer.data.formats.poses import read_matrix_file
 from recon_trainer.data.formats.scene_files import list_folder, list_subfolders, read_list_file
-from recon_trainer.data.records import ViewRecord, intrinsics_centre_to_corner, rescale_intrinsics
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_centre_to_corner, rescale_intrinsics
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INTRINSICS = (525.0, 525.0, 320.0, 240.0)  # SimpleRecon's fx, fy, cx, cy (integer pixel centres)
@@ -89,7 +89,7 @@ def read_frame(root: str, sequence: str, frame: int, dataset: str = "") -> ViewR
     depth = millimetre_depth(depth_mm)
     rgb = read_rgb_resized(paths["color"], depth.shape)
     return ViewRecord(
-        image=torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+        image=image_tensor(rgb),
         depth=torch.from_numpy(depth),
         depth_kind="metric",
         intrinsics=fixed_intrinsics(INTRINSICS, INTRINSICS_SIZE_HW, depth.shape),

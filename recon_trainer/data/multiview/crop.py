@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon_trainer.data.records import ViewRecord, intrinsics_corner_to_centre
+from recon_trainer.data.records import ViewRecord, image_tensor, intrinsics_corner_to_centre
 from recon_trainer.errors import DataFileError
 
 SPANN3R_MIN_MARGIN = 0.2  # Spann3R: the principal point's window margins exceed 1/5 of the image
@@ -108,7 +108,7 @@ def resize_view(view: ViewRecord, size_wh: Tuple[int, int]) -> ViewRecord:
     intrinsics = view.intrinsics.clone()
     intrinsics[0] *= out_w / width
     intrinsics[1] *= out_h / height
-    image = torch.from_numpy(resized.copy()).permute(2, 0, 1).float() / 255.0
+    image = image_tensor(resized)
     return dataclasses.replace(view, image=image, intrinsics=intrinsics, **fields)
 
 
