@@ -13,21 +13,27 @@ splits the frames by subset, the first part of the target's frame type: "train" 
 views of the training (seen) sequences, "test" targets belong to sequences never trained on. Each
 subset has a "diff=all" entry (with per_frame) and one "n_src=k" entry for each k of
 EVAL_N_SRC_VIEWS that occurs, where n_src is the number of source views in the batch (its size
-minus the target). Metric names are those of `nvs_metrics.eval_frame`; a metric that is NaN for a
-frame (e.g. no valid depth) is skipped by the average and written as null.
+minus the target). Metric names and values are those of `nvs_metrics.eval_frame` under
+`metrics_convention` (nvs_metrics' module docstring). With "implicitron" (the default) the metrics
+equal Implicitron's eval_batch and each average is the plain mean over the frames, as Implicitron's
+average_per_batch_results (a NaN frame makes the average NaN); with "channel_mean" a metric that is
+NaN for a frame (e.g. no valid depth) is skipped by the average. Either way a metric a frame lacks
+(depth_abs_fg without a depth map) is averaged over the frames that have it, and NaN is written as null.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+import math
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from recon_trainer.config import registry
+from recon_trainer.config.errors import ConfigError
 from recon_trainer.evaluation.evaluator import EvaluatorBase, Evaluation, average_rows, json_number
-from recon_trainer.evaluation.lpips_loading import LPIPS_MIN_IMAGE_SIZE, load_lpips_alex
-from recon_trainer.evaluation.nvs_metrics import eval_frame
+from recon_trainer.evaluation.lpips_loading import LPIPS_MIN_IMAGE_SIZE, LPIPS_NETS, load_lpips
+from recon_trainer.evaluation.nvs_metrics import CONVENTIONS, eval_frame
 from recon_trainer.models.base import EvaluationMode
 
 # Ground-truth fields of the target frame that the model must not see.
@@ -71,12 +77,21 @@ class NVSEvaluator(EvaluatorBase):
     and must return images_render (B, 3, H, W), masks_render and depths_render (B, 1, H, W).
     """
 
-    lpips_backbone_weights: Optional[str] = None  # torchvision AlexNet state dict file; None: no LPIPS
+    lpips_backbone_weights: Optional[str] = None  # torchvision state dict file of lpips_net's trunk; None: no LPIPS
+    lpips_net: str = "vgg"  # LPIPS trunk: "vgg" (VGG-16, as Implicitron's evaluator) or "alex" (AlexNet)
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour outside the gt mask in masked metrics
     mask_threshold: float = 0.5  # ground-truth fg_probability >= this is foreground
     is_multisequence: bool = False  # split results by subset (seen / unseen sequences) and source-view count
+    metrics_convention: str = "implicitron"  # "implicitron": eval_batch's numbers; "channel_mean": see nvs_metrics
 
     def __post_init__(self) -> None:
+        if self.metrics_convention not in CONVENTIONS:
+            raise ConfigError(
+                f"NVSEvaluator.metrics_convention={self.metrics_convention!r}: expected one of "
+                + ", ".join(map(repr, CONVENTIONS))
+            )
+        if self.lpips_net not in LPIPS_NETS:
+            raise ConfigError(f"NVSEvaluator.lpips_net={self.lpips_net!r}: expected one of {sorted(LPIPS_NETS)}")
         self._lpips: Optional[torch.nn.Module] = None
         self._lpips_reported = False
         self._rows: List[Dict[str, Any]] = []
@@ -86,11 +101,14 @@ class NVSEvaluator(EvaluatorBase):
         """The LPIPS model on `device`, or None (saying why once) without backbone weights."""
         if self.lpips_backbone_weights is None:
             if not self._lpips_reported:
-                print("LPIPS not computed: lpips_backbone_weights is not set (a torchvision AlexNet state dict file)")
+                print(
+                    f"LPIPS not computed: lpips_backbone_weights is not set "
+                    f"(a torchvision {LPIPS_NETS[self.lpips_net]} state dict file)"
+                )
                 self._lpips_reported = True
             return None
         if self._lpips is None:
-            self._lpips = load_lpips_alex(self.lpips_backbone_weights)
+            self._lpips = load_lpips(self.lpips_backbone_weights, self.lpips_net)
         self._lpips = self._lpips.to(device)
         return self._lpips
 
@@ -125,6 +143,7 @@ class NVSEvaluator(EvaluatorBase):
             bg_color=self.bg_color,
             mask_threshold=self.mask_threshold,
             lpips=lpips,
+            convention=self.metrics_convention,
         )
         row = {
             "sequence_name": _first(batch.sequence_name),
@@ -137,9 +156,10 @@ class NVSEvaluator(EvaluatorBase):
 
     def compute(self, epoch: Optional[int] = None) -> Evaluation:
         """Averages over the processed frames and the results_test.json entries (module doc)."""
-        averages = average_rows(self._rows)
+        average = average_frames if self.metrics_convention == "implicitron" else average_rows
+        averages = average(self._rows)
         summary = _table(averages, len(self._rows), epoch)
-        entries = summarize(self._rows, self.is_multisequence, epoch)
+        entries = summarize(self._rows, self.is_multisequence, epoch, average)
         if self.is_multisequence:
             for entry in entries:
                 averages.update(
@@ -148,11 +168,30 @@ class NVSEvaluator(EvaluatorBase):
         return Evaluation(metrics=averages, results=_json_entries(entries), summary=summary)
 
 
-def summarize(per_frame: List[Dict[str, Any]], is_multisequence: bool, epoch: Optional[int]) -> List[Dict[str, Any]]:
-    """The results_test.json entries (module doc) of the per-frame rows; metrics are plain floats."""
+def average_frames(rows: List[Dict[str, Any]]) -> Dict[str, float]:
+    """Plain mean of each float field over the rows that have it (NaN propagates), as Implicitron's
+    average_per_batch_results; fields in the order they first appear."""
+    names: Dict[str, None] = {}
+    for row in rows:
+        names.update({k: None for k, v in row.items() if isinstance(v, float)})
+    averages = {}
+    for name in names:
+        values = [row[name] for row in rows if name in row]
+        averages[name] = math.fsum(values) / len(values) if values else math.nan
+    return averages
+
+
+def summarize(
+    per_frame: List[Dict[str, Any]],
+    is_multisequence: bool,
+    epoch: Optional[int],
+    average: Callable[[List[Dict[str, Any]]], Dict[str, float]] = average_frames,
+) -> List[Dict[str, Any]]:
+    """The results_test.json entries (module doc) of the per-frame rows; metrics are plain floats
+    averaged by `average` (average_frames, or evaluator.average_rows to skip NaN)."""
 
     def entry(subset: str, subsubset: str, rows: List[Dict[str, Any]], with_rows: bool) -> Dict[str, Any]:
-        result = {"subset": subset, "subsubset": subsubset, "n_frames": len(rows), "metrics": average_rows(rows)}
+        result = {"subset": subset, "subsubset": subsubset, "n_frames": len(rows), "metrics": average(rows)}
         if with_rows:
             result["per_frame"] = rows
         result["eval_epoch"] = epoch

@@ -1,8 +1,31 @@
 """Novel-view-synthesis metrics: tensors in, tensors out, one value per frame.
 
-Images are (B, C, H, W) in [0, 1]; masks and depths (B, 1, H, W). A `mask` argument weights
-pixels (1 = counted); it is broadcast over the channels, so a masked mean divides by
-`mask.expand_as(x).sum()`. Every function returns a (B,) tensor.
+Images are (B, C, H, W) with colours in [0, 1]; masks and depths (B, 1, H, W). A `mask` argument
+weights pixels (1 = counted). Every metric function returns a (B,) tensor.
+
+`eval_frame` scores renders against ground truth under one of two conventions (CONVENTIONS):
+
+"implicitron" (the default) gives the numbers of Implicitron's `eval_batch`, and so of CO3D's
+published tables, on identical inputs (tests/evaluation/test_nvs_metrics_implicitron_parity.py
+checks this against values computed by Implicitron's own code):
+  - the rendered image is clamped to [0, 1] before PSNR and L1 (a render of 1.2 against 1.0 scores
+    the PSNR cap of 100 dB);
+  - rgb_l1 is the per-pixel absolute error summed over the colour channels, averaged over the mask
+    (so 3x a per-channel mean); an empty mask gives 0;
+  - PSNR is -10 log10(max(mse, 1e-10)), mse dividing by max(mask sum over channels, 1e-5);
+  - without fg_probability the whole image is foreground, so the _masked and _fg metrics are still
+    reported (and equal the full-image ones when mask_crop is all ones);
+  - the _masked metrics weight pixels by mask_crop * mask_crop (the same for a binary mask_crop);
+  - IoU multiplies both masks by mask_crop and adds 1e-4 to the union (two empty masks: 0);
+  - depth_abs_fg: the ground truth is depth_map * depth_mask, kept where the foreground crop mask
+    is > 0.5 and the depth is > 0, 5 border pixels ignored; the prediction is scaled by
+    mean(pred * gt) / max(mean(pred^2), 1e-4) (means over all pixels of the cropped image, invalid
+    ones counting 0) and the mean |gt - s * pred| divides by max(valid pixels, 1e-4): a frame
+    without valid depth scores 0.
+"channel_mean" differs in three places: rgb_l1 is also averaged over the colour channels (1/3 of
+  the above); the depth scale is the exact least-squares ratio sum(pred * gt) / sum(pred^2) over the
+  valid pixels (no floor that depends on the depth unit and the foreground's share of the image);
+  and a frame without valid depth scores NaN, which the evaluator's averages skip.
 """
 
 from __future__ import annotations
@@ -12,22 +35,33 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+CONVENTIONS = ("implicitron", "channel_mean")  # see the module docstring
 MSE_FLOOR = 1e-10  # PSNR of a perfect match is 100 dB instead of infinity
+MSE_MASK_EPS = 1e-5  # floor of the (channel-expanded) mask sum that PSNR's mse divides by
+L1_MASK_FLOOR = 1.0  # floor of the one-channel mask sum that rgb_l1 divides by (implicitron)
+IOU_UNION_EPS = 1e-4  # added to the IoU's union
 DEPTH_BORDER_CROP = 5  # pixels ignored along each image border by the depth error
+DEPTH_SCALE_FLOOR = 1e-4  # floor of mean(pred^2) in the best depth scale (implicitron)
+DEPTH_MASS_FLOOR = 1e-4  # floor of the valid-pixel count the depth error divides by (implicitron)
 DIVISION_EPS = 1e-8
 
 
-def weighted_mean(x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) mean of x (B, ...) per batch element, weighting pixels by mask (B, 1 or C, ...)."""
+def weighted_mean(x: torch.Tensor, mask: Optional[torch.Tensor] = None, eps: float = DIVISION_EPS) -> torch.Tensor:
+    """(B,) mean of x (B, ...) per batch element, weighting pixels by mask (B, 1 or C, ...).
+
+    The mask is broadcast over the channels, so the mean divides by max(mask.expand_as(x).sum(), eps).
+    """
     if mask is None:
         return x.flatten(1).mean(dim=1)
     mask = mask.expand_as(x)
-    return (x * mask).flatten(1).sum(dim=1) / mask.flatten(1).sum(dim=1).clamp(min=DIVISION_EPS)
+    return (x * mask).flatten(1).sum(dim=1) / mask.flatten(1).sum(dim=1).clamp(min=eps)
 
 
-def mse(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) mean squared error over channels and the pixels selected by `mask`."""
-    return weighted_mean((pred - gt) ** 2, mask)
+def mse(
+    pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None, eps: float = DIVISION_EPS
+) -> torch.Tensor:
+    """(B,) mean squared error over channels and the pixels selected by `mask` (weighted_mean)."""
+    return weighted_mean((pred - gt) ** 2, mask, eps)
 
 
 def psnr_from_mse(mse_value: torch.Tensor) -> torch.Tensor:
@@ -36,22 +70,42 @@ def psnr_from_mse(mse_value: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) peak signal-to-noise ratio in dB over the pixels selected by `mask`."""
-    return psnr_from_mse(mse(pred, gt, mask))
+    """(B,) peak signal-to-noise ratio in dB over the pixels selected by `mask`.
+
+    The mse divides by max(mask sum over all channels, 1e-5), as Implicitron's calc_psnr; an
+    empty mask gives mse 0, i.e. 100 dB. The images are used as given (eval_frame clamps the render).
+    """
+    return psnr_from_mse(mse(pred, gt, mask, eps=MSE_MASK_EPS))
 
 
 def rgb_l1(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) mean absolute colour error over channels and the pixels selected by `mask`."""
+    """(B,) absolute colour error summed over the channels, averaged over the pixels of `mask`.
+
+    Implicitron's rgb_l1: sum(|pred - gt| * mask) / max(sum(mask), 1) with the mask (B, 1, H, W)
+    counted once per pixel, so it is 3x `rgb_l1_channel_mean` for RGB; an empty mask gives 0.
+    """
+    if mask is None:
+        mask = torch.ones_like(pred[:, :1])
+    error = ((pred - gt).abs() * mask).flatten(1).sum(dim=1)
+    return error / mask.flatten(1).sum(dim=1).clamp(min=L1_MASK_FLOOR)
+
+
+def rgb_l1_channel_mean(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B,) mean absolute colour error over the channels and the pixels of `mask` (0 for an empty mask)."""
     return weighted_mean((pred - gt).abs(), mask)
 
 
 def iou(pred_mask: torch.Tensor, gt_mask: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) soft intersection over union of masks in [0, 1] within `mask`; 1 when both are empty."""
-    if mask is None:
-        mask = torch.ones_like(gt_mask)
-    intersection = (pred_mask * gt_mask * mask).flatten(1).sum(dim=1)
-    union = ((pred_mask + gt_mask - pred_mask * gt_mask) * mask).flatten(1).sum(dim=1)
-    return torch.where(union > 0, intersection / union.clamp(min=DIVISION_EPS), torch.ones_like(union))
+    """(B,) soft intersection over union of masks (B, 1, H, W) in [0, 1], both multiplied by `mask`.
+
+    sum(p * g) / (sum(p + g - p * g) + 1e-4), Implicitron's iou: two empty masks score 0.
+    """
+    if mask is not None:
+        pred_mask = pred_mask * mask
+        gt_mask = gt_mask * mask
+    intersection = (pred_mask * gt_mask).flatten(1).sum(dim=1)
+    union = (pred_mask + gt_mask - pred_mask * gt_mask).flatten(1).sum(dim=1) + IOU_UNION_EPS
+    return intersection / union
 
 
 def crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
@@ -62,22 +116,39 @@ def crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
 
 
 def depth_abs_best_scale(
-    pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None, border: int = DEPTH_BORDER_CROP
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    border: int = DEPTH_BORDER_CROP,
+    mask_threshold: float = 0.5,
+    exact_scale: bool = False,
 ) -> torch.Tensor:
-    """(B,) mean |gt - s * pred| over mask ∩ (gt > 0), s the least-squares best scale per frame.
+    """(B,) mean |gt - s * pred| over the valid pixels, s the best scale of the prediction per frame.
 
-    s = Σ pred·gt / Σ pred² over the same pixels, so a prediction that is a scaled copy of the
-    ground truth scores 0. `border` pixels along each side are ignored. NaN when no pixel is valid.
+    pred, gt, mask: (B, 1, H, W) depths in scene units (gt 0 where unknown) and a weight map.
+    `border` pixels along each side are ignored; the valid pixels are those where `mask` >
+    `mask_threshold` (all without a mask) and gt > 0.
+    Default (Implicitron's eval_depth): s = mean(pred * gt) / max(mean(pred^2), 1e-4), the means
+    taken over every pixel of the cropped image with invalid ones counting 0, and the error divides
+    by max(valid pixels, 1e-4), so a frame without valid depth scores 0.
+    exact_scale: s = sum(pred * gt) / sum(pred^2) over the valid pixels (a scaled copy of the ground
+    truth scores 0 whatever the depth unit) and a frame without valid depth scores NaN.
     """
     pred, gt = crop_border(pred, border), crop_border(gt, border)
-    valid = (gt > 0).to(pred.dtype)
     if mask is not None:
-        valid = valid * crop_border(mask, border)
-    valid, pred, gt = valid.flatten(1), pred.flatten(1), gt.flatten(1)
-    scale = (valid * pred * gt).sum(dim=1) / (valid * pred * pred).sum(dim=1).clamp(min=DIVISION_EPS)
-    error = (valid * (gt - scale[:, None] * pred).abs()).sum(dim=1)
-    n_valid = valid.sum(dim=1)
-    return torch.where(n_valid > 0, error / n_valid.clamp(min=DIVISION_EPS), torch.full_like(n_valid, float("nan")))
+        gt = gt * (crop_border(mask, border) > mask_threshold).to(gt.dtype)
+    valid = (gt > 0).to(gt.dtype)
+    n_valid = valid.flatten(1).sum(dim=1)
+    dims = tuple(range(1, pred.dim()))
+    if exact_scale:
+        scale = (pred * gt * valid).sum(dim=dims) / (pred * pred * valid).sum(dim=dims).clamp(min=1e-30)
+    else:
+        scale = (pred * gt * valid).mean(dim=dims) / (pred * pred * valid).mean(dim=dims).clamp(min=DEPTH_SCALE_FLOOR)
+    pred = pred * scale.view(-1, *([1] * (pred.dim() - 1)))
+    error = (valid * (gt - pred).abs()).flatten(1).sum(dim=1)
+    if exact_scale:
+        return torch.where(n_valid > 0, error / n_valid.clamp(min=1.0), torch.full_like(n_valid, float("nan")))
+    return error / n_valid.clamp(min=DEPTH_MASS_FLOOR)
 
 
 def mask_background(image: torch.Tensor, fg_mask: torch.Tensor, bg_color: Sequence[float]) -> torch.Tensor:
@@ -95,6 +166,12 @@ def resize_to(x: torch.Tensor, size_hw: Sequence[int], mode: str) -> torch.Tenso
     return F.interpolate(x, size=tuple(size_hw), mode=mode)
 
 
+def check_convention(convention: str, key: str = "convention") -> None:
+    """Raise ValueError naming `key` unless `convention` is one of CONVENTIONS."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"{key}={convention!r}: expected one of {', '.join(map(repr, CONVENTIONS))}")
+
+
 def eval_frame(
     *,
     image_render: torch.Tensor,
@@ -108,46 +185,54 @@ def eval_frame(
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
     mask_threshold: float = 0.5,
     lpips: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    convention: str = "implicitron",
 ) -> Dict[str, torch.Tensor]:
-    """Per-frame NVS metrics of renders against ground truth, each a (B,) tensor.
+    """Per-frame NVS metrics of renders against ground truth, each a (B,) tensor (module docstring).
 
     Renders (image (B, 3, h, w), mask and depth (B, 1, h, w)) are resized to the ground-truth
-    resolution (B, ., H, W): bilinear for the image, nearest for mask and depth. The ground-truth
-    foreground is `fg_probability >= mask_threshold`; the masked ground truth has `bg_color`
-    outside it. Keys, all over `mask_crop` (valid pixels):
-      psnr_full_image, rgb_l1_full_image: render vs the unmasked ground truth;
-      psnr_masked, rgb_l1_masked: render vs the masked ground truth (needs fg_probability);
-      psnr_fg, rgb_l1_fg: the same restricted to the foreground;
-      iou: soft IoU of the rendered opacity vs the ground-truth foreground;
-      depth_abs_fg: best-scale depth error over the foreground (depth_gt * depth_mask > 0);
-      lpips_full_image, lpips_masked: when an `lpips(a, b) -> (B, 1, 1, 1)` on [-1, 1] images is given.
-    Metrics whose inputs are missing are left out.
+    resolution (B, ., H, W): bilinear for the image, nearest for mask and depth; the image is then
+    clamped to [0, 1]. The ground-truth foreground is `fg_probability >= mask_threshold` (the whole
+    image without fg_probability); the masked ground truth has `bg_color` outside it. mask_crop
+    (ones when None) marks the valid pixels. Keys, in Implicitron's order:
+      iou: soft IoU of the rendered opacity vs the foreground (needs mask_render);
+      psnr_masked, rgb_l1_masked: render vs the masked ground truth over mask_crop;
+      psnr_fg, rgb_l1_fg: the same over mask_crop * foreground;
+      depth_abs_fg: best-scale depth error over mask_crop * foreground, the ground truth being
+        depth_gt * depth_mask (needs depth_render and depth_gt);
+      psnr_full_image, rgb_l1_full_image: render vs the unmasked ground truth over mask_crop;
+      lpips_full_image, lpips_masked: `lpips(gt, render)` on images clamped to [0, 1] and mapped
+        to [-1, 1], an (B, 1, 1, 1) or (B,) distance (when `lpips` is given).
+    `convention`: "implicitron" or "channel_mean" (CONVENTIONS; module docstring).
     """
+    check_convention(convention)
+    implicitron = convention == "implicitron"
+    l1 = rgb_l1 if implicitron else rgb_l1_channel_mean
     size_hw = image_gt.shape[-2:]
-    image_render = resize_to(image_render, size_hw, "bilinear")
-    if mask_crop is None:
-        mask_crop = torch.ones_like(image_gt[:, :1])
-    results = {
-        "psnr_full_image": psnr(image_render, image_gt, mask_crop),
-        "rgb_l1_full_image": rgb_l1(image_render, image_gt, mask_crop),
-    }
-    if lpips is not None:
-        results["lpips_full_image"] = lpips(image_render * 2 - 1, image_gt * 2 - 1).flatten()
+    image_render = resize_to(image_render, size_hw, "bilinear").clamp(0.0, 1.0)
     if fg_probability is None:
-        return results
-    fg = (fg_probability >= mask_threshold).to(image_gt.dtype)
+        fg = torch.ones_like(image_gt[:, :1])
+    else:
+        fg = (fg_probability >= mask_threshold).to(image_gt.dtype)
+    if mask_crop is None:
+        mask_crop = torch.ones_like(fg)
     image_gt_masked = mask_background(image_gt, fg, bg_color)
-    results["psnr_masked"] = psnr(image_render, image_gt_masked, mask_crop)
-    results["rgb_l1_masked"] = rgb_l1(image_render, image_gt_masked, mask_crop)
-    results["psnr_fg"] = psnr(image_render, image_gt_masked, mask_crop * fg)
-    results["rgb_l1_fg"] = rgb_l1(image_render, image_gt_masked, mask_crop * fg)
-    if lpips is not None:
-        results["lpips_masked"] = lpips(image_render * 2 - 1, image_gt_masked * 2 - 1).flatten()
+
+    results: Dict[str, torch.Tensor] = {}
     if mask_render is not None:
         results["iou"] = iou(resize_to(mask_render, size_hw, "nearest"), fg, mask_crop)
+    for name, loss_mask in (("masked", mask_crop * mask_crop), ("fg", mask_crop * fg)):
+        results[f"psnr_{name}"] = psnr(image_render, image_gt_masked, loss_mask)
+        results[f"rgb_l1_{name}"] = l1(image_render, image_gt_masked, loss_mask)
     if depth_render is not None and depth_gt is not None:
-        depth_gt = depth_gt * depth_mask if depth_mask is not None else depth_gt
+        if depth_mask is not None:
+            depth_gt = depth_gt * depth_mask
         results["depth_abs_fg"] = depth_abs_best_scale(
-            resize_to(depth_render, size_hw, "nearest"), depth_gt, fg * mask_crop
+            resize_to(depth_render, size_hw, "nearest"), depth_gt, mask_crop * fg, exact_scale=not implicitron
         )
+    results["psnr_full_image"] = psnr(image_render, image_gt, mask_crop)
+    results["rgb_l1_full_image"] = l1(image_render, image_gt, mask_crop)
+    if lpips is not None:
+        for name, gt in (("full_image", image_gt), ("masked", image_gt_masked)):
+            distance = lpips(2.0 * gt.clamp(0.0, 1.0) - 1.0, 2.0 * image_render - 1.0)
+            results[f"lpips_{name}"] = distance.reshape(len(image_gt), -1)[:, 0]
     return results

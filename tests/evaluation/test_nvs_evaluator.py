@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 
 import pytest
@@ -91,9 +92,26 @@ def test_lpips_from_a_local_alexnet_state_dict(tmp_path):
     weights = os.path.join(tmp_path, "alexnet.pth")
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
-    averages = evaluate(tmp_path, lpips_backbone_weights=weights)
+    averages = evaluate(tmp_path, lpips_backbone_weights=weights, lpips_net="alex")
     assert averages["lpips_full_image"] == pytest.approx(0.0, abs=1e-6)  # identical images
     assert averages["lpips_masked"] > 0.0
+
+
+def test_lpips_from_a_local_vgg16_trunk_by_default(tmp_path):
+    """Implicitron's evaluator uses LPIPS with VGG-16: the default; only the features are needed."""
+    lpips = pytest.importorskip("lpips")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trunk = lpips.LPIPS(net="vgg", pretrained=False, pnet_rand=True, verbose=False).net
+    weights = os.path.join(tmp_path, "vgg16_features.pth")
+    torch.save({"features." + name.split(".", 1)[1]: value for name, value in trunk.state_dict().items()}, weights)
+    averages = evaluate(tmp_path, lpips_backbone_weights=weights)
+    assert averages["lpips_full_image"] == pytest.approx(0.0, abs=1e-6)
+    assert averages["lpips_masked"] > 0.0
+    with pytest.raises(ValueError, match=r"not a torchvision AlexNet state dict \(lpips_net='alex'\)"):
+        evaluate(tmp_path, lpips_backbone_weights=weights, lpips_net="alex")
 
 
 def test_a_bad_lpips_weights_path_is_a_clear_error(tmp_path):
@@ -102,7 +120,7 @@ def test_a_bad_lpips_weights_path_is_a_clear_error(tmp_path):
         evaluate(tmp_path, lpips_backbone_weights=missing)
     not_alexnet = os.path.join(tmp_path, "other.pth")
     torch.save({"weight": torch.zeros(2)}, not_alexnet)
-    with pytest.raises(ValueError, match=r"not a torchvision AlexNet state dict"):
+    with pytest.raises(ValueError, match=r"not a torchvision VGG-16 state dict"):
         evaluate(tmp_path, lpips_backbone_weights=not_alexnet)
 
 
@@ -150,3 +168,42 @@ def test_multisequence_results_split_by_subset_and_source_views(tmp_path):
     assert "per_frame" not in results[1]
     assert averages["psnr_fg|subset=test|n_src=3"] == pytest.approx(100.0)
     assert averages["iou|subset=train|diff=all"] == pytest.approx(0.5)
+
+
+def evaluate_with_empty_depth(tmp_path, convention):
+    """Averages of two gray frames, the second with an all-zero depth map, under `convention`."""
+    frames = [frame(0), frame(1)]
+    frames[1].depth_map = torch.zeros_like(frames[1].depth_map)
+    ramp = torch.linspace(2.0, 3.0, SIZE).view(1, SIZE, 1)
+    frames[0].depth_map = ramp * frames[0].fg_probability  # a constant render cannot match it: error > 0
+    evaluator = NVSEvaluator(**{**get_default_args(NVSEvaluator), "metrics_convention": convention})
+    return evaluator.run(model=GrayRenderer(), dataloader=[collate([f]) for f in frames], device=torch.device("cpu"),
+                         exp_dir=str(tmp_path), dump_to_json=True)
+
+
+def test_metrics_convention_implicitron_averages_all_frames_and_channel_mean_skips_nan(tmp_path):
+    implicitron = evaluate_with_empty_depth(tmp_path, "implicitron")
+    channel_mean = evaluate_with_empty_depth(tmp_path, "channel_mean")
+    # the same best scale for the first frame (depths ~2.5); the empty frame scores 0 in the plain
+    # mean of "implicitron" and NaN, skipped, in "channel_mean"
+    assert channel_mean["depth_abs_fg"] > 0.1
+    assert implicitron["depth_abs_fg"] == pytest.approx(channel_mean["depth_abs_fg"] / 2, rel=1e-5)
+    with open(os.path.join(tmp_path, "results_test.json")) as f:
+        per_frame = json.load(f)[0]["per_frame"]
+    assert per_frame[1]["depth_abs_fg"] is None  # NaN is written as null
+    assert implicitron["rgb_l1_masked"] == pytest.approx(3 * channel_mean["rgb_l1_masked"])
+
+
+def test_average_frames_is_a_plain_mean_over_the_frames_that_have_the_metric():
+    from recon_trainer.evaluation.nvs_evaluator import average_frames
+
+    rows = [{"n_src": 0, "psnr_fg": 10.0}, {"n_src": 0, "psnr_fg": 20.0, "depth_abs_fg": 0.5}]
+    assert average_frames(rows) == {"psnr_fg": 15.0, "depth_abs_fg": 0.5}
+    assert math.isnan(average_frames(rows + [{"psnr_fg": math.nan}])["psnr_fg"])
+
+
+def test_an_unknown_metrics_convention_is_a_config_error():
+    from recon_trainer.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"metrics_convention='co3d'.*'implicitron', 'channel_mean'"):
+        NVSEvaluator(**{**get_default_args(NVSEvaluator), "metrics_convention": "co3d"})
