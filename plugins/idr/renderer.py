@@ -88,7 +88,8 @@ class SignedDistanceFunctionRenderer(BaseRenderer):
     forward(ray_bundle (T, *S), implicit_functions=[one SDF field], evaluation_mode,
     object_mask (T, *S) bool or None) -> RendererOutput (T, *S, C):
       features: colour at the surface hit, bg_color elsewhere;
-      depths: view-space depth of the hit (the ray bundle's length unit), 0 where none;
+      depths: the hit's length along the ray in the ray bundle's unit (the distance with unit
+        directions, the view-space depth with directions of view depth 1), 0 where none;
       masks: evaluation: 1 at hits, 0 elsewhere; training: 1 on rays hit inside the object mask,
         sigmoid(-soft_mask_alpha * SDF) at the smallest-SDF point of every other ray;
       aux["grad_theta"] (training only): (N, 3) SDF gradients at N / 2 points uniform in the

@@ -24,7 +24,7 @@ class LSTMRenderer(BaseRenderer):
 
     At each of num_raymarch_steps steps the implicit function gives the raymarch features at the
     current point; the LSTM cell reads them and a linear layer on its hidden state gives the depth
-    step (view-space units; it starts at init_depth / num_raymarch_steps, so untrained rays move
+    step (the ray bundle's length unit; it starts at init_depth / num_raymarch_steps, so untrained rays move
     init_depth in total). The pixel generator then colours the features at the final point.
     Rays need one point each (the raysampler's n_pts_per_ray_* = 1); that depth is the start.
 

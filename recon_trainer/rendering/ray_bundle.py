@@ -11,9 +11,11 @@ class RayBundle:
     """Rays for B images with any spatial layout `...` ((H, W) for a full grid, (R,) for sampled rays).
 
     origins: (B, ..., 3) ray origins (the camera centres), world coordinates.
-    directions: (B, ..., 3) world directions, not normalised: `origin + 1 * direction` lies at
-        view-space depth Z = 1, so a length along a ray is a view-space depth.
-    lengths: (B, ..., P) the depths Z of the P points sampled along each ray.
+    directions: (B, ..., 3) world directions. From a raysampler with `unit_directions` (the
+        default, as Implicitron) they have length 1, so a length along a ray is the distance from
+        the origin in world units; otherwise `origin + 1 * direction` lies at view-space depth
+        Z = 1, so a length is a view-space depth.
+    lengths: (B, ..., P) the lengths t of the P points `origin + t * direction` sampled along each ray.
     xys: (B, ..., 2) NDC x, y of the pixel each ray passes through.
     """
 

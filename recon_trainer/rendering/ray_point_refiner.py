@@ -24,7 +24,8 @@ class RayPointRefiner(torch.nn.Module):
     random_sampling: random draws (else evenly spaced quantiles of the weights).
     add_input_samples: the output holds the input depths too (sorted with the new ones).
     blurpool_weights: smooth the weights with `blur_weights` first.
-    sample_pdf_eps: added to every weight (keeps empty rays sampled uniformly).
+    sample_pdf_eps: the extra mass after the last bin and the smallest weight a bin is interpolated
+        in (`sample_pdf`, pytorch3d's kernel rule); a ray without weight puts its samples at the far end.
     """
 
     def __init__(
@@ -49,7 +50,7 @@ class RayPointRefiner(torch.nn.Module):
             raise ValueError(f"RayPointRefiner needs >= 3 samples per ray to refine, got {lengths.shape[-1]}")
         with torch.no_grad():
             weights = blur_weights(ray_weights) if self.blurpool_weights else ray_weights
-            mids = 0.5 * (lengths[..., 1:] + lengths[..., :-1])
+            mids = torch.lerp(lengths[..., 1:], lengths[..., :-1], 0.5)  # midpoints, rounded as Implicitron's
             new = sample_pdf(
                 mids,
                 weights[..., 1:-1],

@@ -15,7 +15,7 @@ MASK_SAMPLE = "mask_sample"  # rays through pixels sampled in proportion to a ma
 FULL_GRID = "full_grid"  # one ray through every pixel centre (B, H, W, ...)
 SAMPLING_MODES = (MASK_SAMPLE, FULL_GRID)
 
-MIN_NEAR = 1e-3  # the smallest near depth AdaptiveRaySampler uses (a camera inside the scene)
+MIN_NEAR = 1e-3  # the smallest near AdaptiveRaySampler uses (a camera inside the scene), as Implicitron
 
 
 def sample_lengths(
@@ -40,26 +40,34 @@ def sample_lengths(
     return lower + (upper - lower) * torch.rand_like(lower)
 
 
-def rays_through_ndc(cameras: PerspectiveCameras, xys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rays_through_ndc(
+    cameras: PerspectiveCameras, xys: torch.Tensor, unit_directions: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Origins and directions (each (B, ..., 3), world) of the rays through NDC points xys (B, ..., 2).
 
     direction = unproject(x, y, depth 1) - camera centre, so `origin + t * direction` has view
-    depth t.
+    depth t; with unit_directions it is normalised to length 1 (as Implicitron's samplers), so t
+    is the distance along the ray.
     """
     b, spatial = xys.shape[0], xys.shape[1:-1]
     flat = xys.reshape(b, -1, 2)
     at_depth_one = torch.cat([flat, torch.ones_like(flat[..., :1])], dim=-1)
     centers = cameras.get_camera_center().to(xys.dtype)
     directions = cameras.unproject_points(at_depth_one) - centers[:, None]
+    if unit_directions:
+        directions = torch.nn.functional.normalize(directions, dim=-1)
     origins = centers[:, None].expand_as(directions)
     return origins.reshape(b, *spatial, 3), directions.reshape(b, *spatial, 3)
 
 
 class RaySamplerBase(ReplaceableBase, torch.nn.Module):
-    """Casts rays from cameras: a full grid or pixels sampled from a mask, depths between near and far.
+    """Casts rays from cameras: a full grid or pixels sampled from a mask, lengths between near and far.
 
     `forward(cameras, evaluation_mode, mask)` returns a RayBundle; implementations say where near
-    and far are (`near_far`).
+    and far are (`near_far`). With `unit_directions` (the default, Implicitron's) the directions
+    have length 1, so near, far, the lengths and the depth a renderer makes of them are distances
+    along the ray from the camera centre; otherwise directions reach view depth 1 and all of them
+    are view-space (z) depths.
     """
 
     image_width: int = 400  # width of the full grid in pixels (set by the parent model)
@@ -73,6 +81,9 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
     n_rays_total_training: int | None = None  # rays over the whole batch in mask_sample mode (split evenly)
     stratified_point_sampling_training: bool = True  # jitter depths within their bins in training
     stratified_point_sampling_evaluation: bool = False  # jitter depths within their bins in evaluation
+    # True = Implicitron's: unit-length directions, lengths/near/far/depth are distances along the ray;
+    # False: directions reach view depth 1, lengths/near/far/depth are z-depths (the previous behaviour)
+    unit_directions: bool = True
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -93,7 +104,7 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
 
     @abc.abstractmethod
     def near_far(self, cameras: PerspectiveCameras) -> tuple[torch.Tensor, torch.Tensor]:
-        """(near (B,), far (B,)) view-space depth bounds of the samples of each camera."""
+        """(near (B,), far (B,)) bounds of the lengths of each camera's rays (see `unit_directions`)."""
 
     def n_rays_per_image(self, batch_size: int) -> int:
         """The number of rays per image in mask_sample mode."""
@@ -125,7 +136,7 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
             n_rays = self.n_rays_per_image(b)
             xys = sample_ndc_from_mask(mask, n_rays, self.image_height, self.image_width, b, device=device)
             xys = xys.to(cameras.R.dtype)
-        origins, directions = rays_through_ndc(cameras, xys)
+        origins, directions = rays_through_ndc(cameras, xys, self.unit_directions)
         near, far = self.near_far(cameras)
         lengths = sample_lengths(near, far, n_pts, tuple(xys.shape[1:-1]), stratified)
         return RayBundle(origins=origins, directions=directions, lengths=lengths, xys=xys)
@@ -133,13 +144,17 @@ class RaySamplerBase(ReplaceableBase, torch.nn.Module):
 
 @registry.register
 class AdaptiveRaySampler(RaySamplerBase):
-    """Near and far from each camera's distance d to the scene centre: d - extent and d + extent.
+    """Near and far from a camera's distance d to the scene centre: d - extent and d + extent.
 
-    The near depth is clamped to MIN_NEAR (a camera inside the scene).
+    As Implicitron: d is first raised to extent + MIN_NEAR (a camera inside the scene gets near
+    MIN_NEAR and far 2 extent + MIN_NEAR), and by default every camera of a batch uses the first
+    camera's near and far (`per_camera_near_far` gives each camera its own).
     """
 
     scene_extent: float = 8.0  # radius around scene_center that holds the scene (> 0)
     scene_center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # world point the scene is centred on
+    # False = Implicitron's: the batch's first camera's near/far for all; True: each camera its own
+    per_camera_near_far: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,16 +166,19 @@ class AdaptiveRaySampler(RaySamplerBase):
     def near_far(self, cameras: PerspectiveCameras) -> tuple[torch.Tensor, torch.Tensor]:
         centers = cameras.get_camera_center()
         scene_center = torch.tensor(list(self.scene_center), dtype=centers.dtype, device=centers.device)
-        distance = (centers - scene_center).norm(dim=-1)
-        return (distance - self.scene_extent).clamp(min=MIN_NEAR), distance + self.scene_extent
+        distance = (centers - scene_center).square().sum(dim=-1).clamp(min=MIN_NEAR).sqrt()
+        distance = distance.clamp(min=self.scene_extent + MIN_NEAR)
+        if not self.per_camera_near_far:
+            distance = distance[:1].expand_as(distance)
+        return distance - self.scene_extent, distance + self.scene_extent
 
 
 @registry.register
 class NearFarRaySampler(RaySamplerBase):
-    """The same near and far depths for every camera."""
+    """The same near and far for every camera (distances along the rays, or z-depths: `unit_directions`)."""
 
-    min_depth: float = 0.1  # near view-space depth
-    max_depth: float = 8.0  # far view-space depth
+    min_depth: float = 0.1  # near bound of the lengths (the first sample's)
+    max_depth: float = 8.0  # far bound of the lengths (the last sample's)
 
     def __post_init__(self) -> None:
         super().__post_init__()

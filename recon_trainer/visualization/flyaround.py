@@ -43,8 +43,8 @@ def render_trajectory(
 
     sources: known frames (a collated batch) that image-conditioned models read as source views;
     None renders from the cameras alone. sequence_name: the sequence whose code a global encoder
-    uses (without sources). Returns "rgb" (N, 3, H, W) in [0, 1], "depth"
-    (N, 1, H, W) view-space depth and "mask" (N, 1, H, W) opacity, on the CPU.
+    uses (without sources). Returns "rgb" (N, 3, H, W) in [0, 1], "depth" (N, 1, H, W) rendered
+    depth (depths_render: distance along the ray by default) and "mask" (N, 1, H, W) opacity, on the CPU.
     """
     model.eval()
     outputs = {"rgb": [], "depth": [], "mask": []}

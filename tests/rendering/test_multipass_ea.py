@@ -136,3 +136,28 @@ def test_bad_inputs_are_reported():
         renderer(render_features_dimensions=4)(
             ray_bundle=ray, implicit_functions=[DensitySphere()], evaluation_mode=EVALUATION
         )
+
+
+@pytest.mark.parametrize("unit_directions", [True, False])
+def test_rendered_depth_follows_the_raysamplers_unit(unit_directions):
+    # a unit ball seen from 3 units away with a wide field of view: off-axis rays make the distance
+    # along the ray and the view depth differ by several per cent
+    eye = torch.tensor([[0.0, 0.0, -3.0]])
+    camera = look_at_cameras(eye, torch.zeros(1, 3), torch.tensor([[0.0, 1.0, 0.0]]), 2.0)
+    sampler = NearFarRaySampler(image_width=8, image_height=8, n_pts_per_ray_evaluation=64, min_depth=0.5,
+                                max_depth=5.5, unit_directions=unit_directions)
+    bundle = sampler(camera, EVALUATION)
+    sphere = DensitySphere(density=200.0, sharpness=400.0)
+    output = renderer(n_pts_per_ray_fine_evaluation=64)(
+        ray_bundle=bundle, implicit_functions=[sphere, sphere], evaluation_mode=EVALUATION
+    )
+    # exact first hit of |o + s u| = 1 along the unit direction u: distance s, view depth s * u_z(view)
+    unit = torch.nn.functional.normalize(bundle.directions, dim=-1)
+    b = (bundle.origins * unit).sum(-1)
+    disc = b * b - ((bundle.origins * bundle.origins).sum(-1) - 1.0)
+    hit = disc > 0.05  # away from the silhouette
+    distance = -b - disc.clamp(min=0).sqrt()
+    view_z = camera.directions_to_view(unit)[..., 2]
+    expected = distance if unit_directions else distance * view_z
+    assert hit.sum() >= 8 and ((distance - distance * view_z)[hit] > 0.03).any()
+    torch.testing.assert_close(output.depths[..., 0][hit], expected[hit], atol=0.03, rtol=0)

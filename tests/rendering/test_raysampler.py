@@ -33,6 +33,7 @@ def test_registered_with_reference_defaults():
     assert (args.n_rays_per_image_sampled_from_mask, args.n_rays_total_training) == (1024, None)
     assert (args.stratified_point_sampling_training, args.stratified_point_sampling_evaluation) == (True, False)
     assert args.scene_extent == 8.0 and list(args.scene_center) == [0.0, 0.0, 0.0]
+    assert args.unit_directions is True and args.per_camera_near_far is False
     near_far = get_default_args(NearFarRaySampler)
     assert (near_far.min_depth, near_far.max_depth) == (0.1, 8.0)
     AdaptiveRaySampler(**args)  # builds from its own config
@@ -64,10 +65,11 @@ def test_grid_pixel_centres_in_pixel_coordinates():
     torch.testing.assert_close(pixels, torch.stack([cols, rows], dim=-1).float() + 0.5)
 
 
+@pytest.mark.parametrize("unit_directions", [True, False])
 @pytest.mark.parametrize("mode", [TRAINING, EVALUATION])
-def test_rays_pass_through_their_pixels(mode):
+def test_rays_pass_through_their_pixels(mode, unit_directions):
     cams = turned_cameras()
-    sampler = near_far_sampler(n_rays_per_image_sampled_from_mask=10)
+    sampler = near_far_sampler(n_rays_per_image_sampled_from_mask=10, unit_directions=unit_directions)
     bundle = sampler(cams, mode)
     spatial = (4, 6) if mode == EVALUATION else (10,)
     assert bundle.origins.shape == (2, *spatial, 3) and bundle.directions.shape == (2, *spatial, 3)
@@ -80,7 +82,12 @@ def test_rays_pass_through_their_pixels(mode):
     torch.testing.assert_close(
         projected[..., :2], bundle.xys[..., None, :].expand(2, *spatial, 8, 2), atol=1e-5, rtol=0
     )
-    torch.testing.assert_close(projected[..., 2], bundle.lengths, atol=1e-5, rtol=0)  # lengths are view depths
+    if unit_directions:  # lengths are distances from the camera centre
+        distances = (bundle.ray_points() - bundle.origins[..., None, :]).norm(dim=-1)
+        torch.testing.assert_close(distances, bundle.lengths, atol=1e-5, rtol=0)
+        assert (projected[..., 2] < bundle.lengths - 1e-3).all()  # off-axis rays: the view depth is shorter
+    else:  # lengths are view depths
+        torch.testing.assert_close(projected[..., 2], bundle.lengths, atol=1e-5, rtol=0)
 
 
 def test_full_grid_xys_are_the_ndc_grid():
@@ -160,26 +167,37 @@ def test_lengths_deterministic_and_stratified():
 def test_adaptive_near_far_from_the_scene_centre():
     cams = turned_cameras()
     distance = (cams.get_camera_center() - torch.tensor([0.5, 0.0, 0.0])).norm(dim=-1)
-    sampler = AdaptiveRaySampler(
-        image_width=3, image_height=2, n_pts_per_ray_evaluation=5, scene_extent=2.0, scene_center=(0.5, 0.0, 0.0)
-    )
-    lengths = sampler(cams, EVALUATION).lengths
+    assert abs(distance[0] - distance[1]) > 0.1
+    args = {"image_width": 3, "image_height": 2, "n_pts_per_ray_evaluation": 5, "scene_extent": 2.0}
+    per_camera = AdaptiveRaySampler(scene_center=(0.5, 0.0, 0.0), per_camera_near_far=True, **args)
+    lengths = per_camera(cams, EVALUATION).lengths
     torch.testing.assert_close(lengths[:, 0, 0, 0], distance - 2.0)
     torch.testing.assert_close(lengths[:, 0, 0, -1], distance + 2.0)
     torch.manual_seed(0)
-    stratified = sampler(cams, TRAINING, mask=None).lengths
+    stratified = per_camera(cams, TRAINING, mask=None).lengths
     assert (stratified >= (distance - 2.0)[:, None, None]).all() and (
         stratified <= (distance + 2.0)[:, None, None]
     ).all()
+    # the default, as Implicitron: every camera of the batch takes the first camera's near and far
+    first = AdaptiveRaySampler(scene_center=(0.5, 0.0, 0.0), **args)(cams, EVALUATION).lengths
+    torch.testing.assert_close(first[:, 0, 0, 0], (distance[0] - 2.0).expand(2))
+    torch.testing.assert_close(first[:, 0, 0, -1], (distance[0] + 2.0).expand(2))
+    # a camera inside the scene: its distance is raised to extent + MIN_NEAR (near MIN_NEAR, far 2 extent + MIN_NEAR)
     inside = AdaptiveRaySampler(image_width=3, image_height=2, n_pts_per_ray_evaluation=5, scene_extent=10.0)
-    torch.testing.assert_close(inside.near_far(cams)[0], torch.full((2,), MIN_NEAR))
+    near, far = inside.near_far(cams)
+    torch.testing.assert_close(near, torch.full((2,), MIN_NEAR), atol=1e-6, rtol=0)
+    torch.testing.assert_close(far, torch.full((2,), 20.0 + MIN_NEAR))
 
 
-def test_directions_reach_depth_one():
+def test_directions_reach_depth_one_or_have_unit_length():
     cams = turned_cameras()
-    bundle = near_far_sampler()(cams, EVALUATION)
+    bundle = near_far_sampler(unit_directions=False)(cams, EVALUATION)
     ends = (bundle.origins + bundle.directions).reshape(2, -1, 3)
     torch.testing.assert_close(cams.transform_points_ndc(ends)[..., 2], torch.ones(2, 24))
+    unit = near_far_sampler()(cams, EVALUATION)  # the default, Implicitron's
+    torch.testing.assert_close(unit.directions.norm(dim=-1), torch.ones(2, 4, 6))
+    torch.testing.assert_close(unit.directions, torch.nn.functional.normalize(bundle.directions, dim=-1))
+    torch.testing.assert_close(unit.lengths, bundle.lengths)  # the same near and far, in another unit
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from recon_trainer.rendering.ray_point_refiner import RayPointRefiner, blur_weights
-from recon_trainer.rendering.sample_pdf import sample_pdf, sample_pdf_reference
+from recon_trainer.rendering.sample_pdf import inverse_cdf, inverse_cdf_reference, sample_pdf, sample_pdf_reference
 
 from .helpers import axis_ray
 
@@ -53,6 +53,29 @@ def test_uniform_weights_give_evenly_spread_samples():
     bins = torch.linspace(1.0, 5.0, 5)[None]
     samples = sample_pdf(bins, torch.ones(1, 4), 9, deterministic=True)
     torch.testing.assert_close(samples, torch.linspace(1.0, 5.0, 9)[None])
+
+
+def test_an_empty_ray_piles_its_samples_at_the_far_end_as_the_kernel():
+    bins = torch.linspace(1.0, 5.0, 5).expand(2, 5)
+    weights = torch.zeros(2, 4)
+    weights[1, 1] = 1e-6  # below eps: never interpolated in, its draws sit at the bin's near edge
+    for function in (sample_pdf, sample_pdf_reference):
+        samples = function(bins, weights, 6, deterministic=True)
+        torch.testing.assert_close(samples[0], torch.tensor([1.0, 5.0, 5.0, 5.0, 5.0, 5.0]))
+        # W = 1e-6 + 1e-5: u <= 1 / 11 falls in bin 1 (its near edge 2.0), the rest past it, at the far end
+        torch.testing.assert_close(samples[1], torch.tensor([1.0, 5.0, 5.0, 5.0, 5.0, 5.0]))
+        tiny = function(bins, weights, 23, deterministic=True)
+        assert tiny[1, 1].item() == 2.0 and tiny[1, 3].item() == 5.0  # u = 1/22 in bin 1, u = 3/22 past it
+
+
+def test_eps_is_one_mass_after_the_last_bin():
+    bins = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([[0.5, 0.4]], dtype=torch.float64)
+    u = torch.tensor([[0.25, 0.5, 0.9, 0.95, 1.0]], dtype=torch.float64)
+    # W = 1.0: u = 0.25 -> halfway into bin 0; 0.5 -> its end; 0.9 -> the end of bin 1; beyond: the far edge
+    expected = torch.tensor([[0.5, 1.0, 2.0, 2.0, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(inverse_cdf(bins, weights, u, eps=0.1), expected)
+    torch.testing.assert_close(inverse_cdf_reference(bins, weights, u, eps=0.1), expected)
 
 
 def test_shape_mismatch_is_reported():
