@@ -7,7 +7,7 @@ import sys
 import warnings
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, Node, OmegaConf, open_dict
 
 from .bases import Configurable, ReplaceableBase, expand_config_class
 
@@ -15,6 +15,7 @@ from .bases import Configurable, ReplaceableBase, expand_config_class
 # on this stack gets no args field in a container expanded meanwhile (recursion guard).
 DEFAULTS_IN_PROGRESS: List[type] = []
 _PLAIN_VALUES = (int, float, bool, str, bytes, tuple, enum.Enum)
+_NO_COPY = "no_deepcopy_set_nodes"  # OmegaConf's flag: a node set into a config is not copied first
 
 
 def _is_config_class(C: Any) -> bool:
@@ -52,11 +53,21 @@ def get_default_args(C: Any) -> DictConfig:
 
 
 def _structured(C: Any) -> DictConfig:
+    """OmegaConf.structured(C). For a class whose fields have no config node as their default, it
+    is built without OmegaConf's copy of each field's node as it is set: the nodes are fresh (a
+    default_factory's, e.g. a nested args field's get_default_args) so nothing is shared, and each
+    nested args block is copied once instead of once per level above it, which halves the time
+    to build Experiment's default config. (OmegaConf.unsafe_merge sets the same flag; it is
+    cleared before the config is returned.) An instance is copied as usual: its nodes are its own."""
+    no_copy = isinstance(C, type) and not any(isinstance(f.default, Node) for f in dataclasses.fields(C))
     try:
-        return OmegaConf.structured(C)
+        cfg = OmegaConf.structured(C, flags={_NO_COPY: True} if no_copy else None)
     except Exception as error:
         error.add_note(f"(while building the default config of {getattr(C, '__qualname__', C)!r})")
         raise
+    if no_copy:
+        cfg._set_flag(_NO_COPY, None)
+    return cfg
 
 
 def get_default_args_field(C: Any, hook: Optional[Callable[[DictConfig], None]] = None) -> dataclasses.Field:

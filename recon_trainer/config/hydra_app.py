@@ -41,12 +41,7 @@ HYDRA_SETTINGS = {
     "run": {"dir": "."},
     "output_subdir": None,
     "job": {"chdir": False},
-    "help": {
-        "app_name": "recon_runner",
-        "header": "recon_runner: train and evaluate an Experiment.\n"
-        "List every slot and its registered implementations with: recon_runner --list-plugins",
-    },
-}
+}  # --help is recon_runner's own (cli/runner.py): Hydra's would compose and print the whole config
 # Log to the console only: Hydra's default job logging also writes <task>.log into the run dir.
 HYDRA_DEFAULTS = [{"override hydra/job_logging": "stdout"}, "_self_"]
 # Where Hydra's messages stop saying what went wrong and start listing its search path.

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import abc
+import functools
+import os
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -11,6 +13,40 @@ from recon_trainer.config import ConfigError, ReplaceableBase, registry
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.frame_data import collate
 from recon_trainer.data.splits import DataLoaderMap, DatasetMap
+
+
+def available_cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: what a container or `taskset` allows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def dataloader_workers(requested: int, key: str) -> int:
+    """The DataLoader workers to start for `requested` (a config's num_workers, named `key` in
+    messages): `requested`, lowered to the CPU cores available to this process (`available_cpu_cores`).
+
+    More workers than cores only compete with the training process for the same cores (torch warns
+    "This DataLoader will create 8 worker processes in total. Our suggested max number of worker
+    ... is 2"), so a config written for a large machine (repro_base.yaml's 8, as Implicitron's)
+    runs on a small one with one worker per core; one line says so, once per process and value.
+    0 (the field default, what tests use) stays 0: loading in the main process, deterministic and
+    without process start-up. Raises ConfigError for a negative value.
+    """
+    if requested < 0:
+        raise ConfigError(f"{key}={requested}: expected a number of worker processes >= 0 (0: the main process)")
+    cores = available_cpu_cores()
+    if requested <= cores:
+        return requested
+    _note_fewer_workers(key, requested, cores)
+    return cores
+
+
+@functools.lru_cache(maxsize=None)
+def _note_fewer_workers(key: str, requested: int, cores: int) -> None:
+    print(f"recon_trainer: {key}={requested} but this process has {cores} CPU core(s); using {cores} "
+          f"DataLoader worker(s)", flush=True)
 
 
 class DataLoaderMapProviderBase(ReplaceableBase):
@@ -29,7 +65,7 @@ class SimpleDataLoaderMapProvider(DataLoaderMapProviderBase):
     """
 
     batch_size: int = 1  # frames per train and val batch
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
+    num_workers: int = 0  # DataLoader worker processes (0: the main process); capped at the CPU cores available
     dataset_length_train: int = 0  # batches per train epoch, frames drawn with replacement; 0 = one pass
     dataset_length_val: int = 0  # val batches over evenly spaced frames, in order; 0 = every frame
     dataset_length_test: int = 0  # test batches (one frame each) over evenly spaced frames; 0 = every frame
@@ -69,7 +105,7 @@ class SimpleDataLoaderMapProvider(DataLoaderMapProviderBase):
         return DataLoader(
             dataset,
             batch_sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
-            num_workers=self.num_workers,
+            num_workers=dataloader_workers(self.num_workers, f"{type(self).__name__}.num_workers"),
             collate_fn=collate,
         )
 
@@ -135,7 +171,7 @@ class SequenceDataLoaderMapProvider(DataLoaderMapProviderBase):
     """
 
     batch_size: int = 1  # frames per batch (target + sources in val / test)
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
+    num_workers: int = 0  # DataLoader worker processes (0: the main process); capped at the CPU cores available
     dataset_length_train: int = 0  # batches per train epoch; 0 = len(train) // batch_size
     dataset_length_val: int = 0  # val batches over evenly spaced targets (or eval batches); 0 = all
     dataset_length_test: int = 0  # test batches over evenly spaced targets (or eval batches); 0 = all
@@ -202,7 +238,8 @@ class SequenceDataLoaderMapProvider(DataLoaderMapProviderBase):
         return self._loader(combined, batches)
 
     def _loader(self, dataset: Dataset, batch_sampler: Iterable[List[int]]) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate)
+        workers = dataloader_workers(self.num_workers, f"{type(self).__name__}.num_workers")
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate)
 
 
 def _evenly_spaced(items: List, n: int) -> List:

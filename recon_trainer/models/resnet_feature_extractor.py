@@ -7,7 +7,6 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from recon_trainer.config import ConfigError, registry
 from recon_trainer.config.choices import check_choices, choice_field
@@ -105,6 +104,8 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
 
     def _resnet(self) -> torch.nn.Module:
         """The torchvision network, random or loaded from weights_path."""
+        import torchvision  # imported here: ~1 s at start-up otherwise
+
         resnet = getattr(torchvision.models, self.name)(weights=None)
         if self.weights_path is not None:
             load_weights_file(resnet, self.weights_path, "ResNetFeatureExtractor", f"torchvision {self.name}")

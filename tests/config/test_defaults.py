@@ -173,3 +173,54 @@ def test_list_default_is_not_shared():
     cfg = get_default_args(WithList)
     cfg.numbers.append(2)
     assert get_default_args(WithList).numbers == [1]
+
+
+SHARED_NODE = OmegaConf.create({"a": 1})
+
+
+@dataclasses.dataclass
+class WithNodeDefault:
+    extra: Any = SHARED_NODE  # a config node as a plain default: every config gets a copy
+
+
+def _containers(node):
+    yield node
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)):
+            yield from _containers(child)
+
+
+def test_default_configs_copy_nodes_as_omegaconf_does():
+    """get_default_args builds without OmegaConf's per-level copies (defaults._structured), and the
+    configs it returns behave as usual: no flag left on any node, assignments copy, nothing shared."""
+    cfg, other = get_default_args(MainTest), get_default_args(MainTest)
+    assert all(node._get_node_flag("no_deepcopy_set_nodes") is None for node in _containers(cfg))
+    cfg.the_fruit_Pear_args = other.the_fruit_Pear_args
+    other.the_fruit_Pear_args.n_pips = 99
+    assert cfg.the_fruit_Pear_args.n_pips == 13
+    first = get_default_args(WithNodeDefault)
+    first.extra.a = 2
+    assert SHARED_NODE.a == 1 and get_default_args(WithNodeDefault).extra.a == 1
+    bowl = FruitBowl(main_fruit_class_type="Pear")
+    from_instance = get_default_args(bowl)
+    from_instance.main_fruit_Pear_args.n_pips = 98
+    assert bowl.main_fruit_Pear_args.n_pips == 13
+
+
+def test_building_without_copies_gives_the_plain_omegaconf_config(monkeypatch):
+    """defaults._structured (no per-level copies) against plain OmegaConf.structured at every level,
+    on the largest config there is: the same keys, values and node types."""
+    from recon_trainer.config import defaults, expand_args_fields
+    from recon_trainer.experiment import Experiment
+
+    expand_args_fields(Experiment)
+    fast = get_default_args(Experiment)
+    monkeypatch.setattr(defaults, "_structured", OmegaConf.structured)
+    plain = get_default_args(Experiment)
+    assert OmegaConf.to_yaml(fast) == OmegaConf.to_yaml(plain)
+    fast_nodes, plain_nodes = list(_containers(fast)), list(_containers(plain))
+    assert len(fast_nodes) == len(plain_nodes) > 100
+    assert [OmegaConf.get_type(n) for n in fast_nodes] == [OmegaConf.get_type(n) for n in plain_nodes]
+    assert [n._metadata.ref_type for n in fast_nodes] == [n._metadata.ref_type for n in plain_nodes]
+    assert [n._metadata.flags for n in fast_nodes] == [n._metadata.flags for n in plain_nodes]

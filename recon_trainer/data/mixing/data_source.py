@@ -10,6 +10,7 @@ from recon_trainer.config import ConfigError, registry, run_auto_creation
 from recon_trainer.config.choices import check_choices, choice_field
 from recon_trainer.data.batching import BatchBuilderBase, BatchCollate
 from recon_trainer.data.builtin_data import BuiltinDataBase
+from recon_trainer.data.data_loader_map_provider import dataloader_workers
 from recon_trainer.data.data_source import SPLITS, DataLoaderMap, DatasetMap, DataSourceBase
 from recon_trainer.data.file_check import check_split_files
 from recon_trainer.data.mixing.combinators import ConcatDataset
@@ -59,12 +60,12 @@ class MixtureDataSource(DataSourceBase):
     weights: Tuple[float, ...] = ()  # mixing=weighted: one positive weight per top-level term of `train`
     batch_size: int = 8  # train items per batch
     batches_per_epoch: int = 0  # train batches per epoch; 0: len(train) // batch_size (at least 1)
-    num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
+    num_workers: int = 0  # DataLoader worker processes (0: the main process); capped at the CPU cores available
     eval_batch_size: int = 1  # val and test items per batch (items of different sizes need 1)
     skip_unreadable: bool = False  # skip (and count) items whose files fail the check instead of stopping
     check_files: bool = True  # check every split's files (headers) before training
     batch_builder: BatchBuilderBase
-    batch_builder_class_type: str = "FrameDataBatch"  # how items become batches: FrameDataBatch, RecordBatch or a method's
+    batch_builder_class_type: str = "FrameDataBatch"  # items to batches: FrameDataBatch, RecordBatch or a method's
     builtin_data: Optional[BuiltinDataBase]
     builtin_data_class_type: Optional[str] = None  # with data_root "": the method's built-in data generator
 
@@ -134,14 +135,18 @@ class MixtureDataSource(DataSourceBase):
             return None
         n_batches = self.batches_per_epoch or max(1, len(dataset) // self.batch_size)
         sampler = MixingBatchSampler(dataset.component_sizes, self.batch_size, n_batches, self.train_shares(dataset))
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self._workers(),
                           collate_fn=BatchCollate(self.batch_builder))
 
     def _eval_loader(self, dataset: Optional[Any]) -> Optional[DataLoader]:
         if dataset is None:
             return None
-        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self._workers(),
                           collate_fn=BatchCollate(self.batch_builder))
+
+    def _workers(self) -> int:
+        """num_workers, at most the CPU cores available (data_loader_map_provider.dataloader_workers)."""
+        return dataloader_workers(self.num_workers, f"{type(self).__name__}.num_workers")
 
 
 def count_labels(batches: Iterable, key: str = "dataset") -> Dict[str, int]:

@@ -88,6 +88,7 @@ def read_blender_dataset_map(
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
     n_known_frames_for_test: Optional[int] = None,
+    image_size: Optional[int] = None,
 ) -> DatasetMap:
     """Train, val and test SingleSceneDatasets of a Blender-layout folder (list, then load)."""
     return load_blender_dataset_map(
@@ -96,6 +97,7 @@ def read_blender_dataset_map(
         downscale_factor=downscale_factor,
         bg_color=bg_color,
         n_known_frames_for_test=n_known_frames_for_test,
+        image_size=image_size,
     )
 
 
@@ -131,12 +133,15 @@ def load_blender_dataset_map(
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
     n_known_frames_for_test: Optional[int] = None,
+    image_size: Optional[int] = None,
 ) -> DatasetMap:
     """The SingleSceneDatasets of the BlenderSplits of `list_blender_dataset` (after the data
-    check may have dropped items). n_known_frames_for_test: see `single_scene_dataset_map`."""
+    check may have dropped items). n_known_frames_for_test: see `single_scene_dataset_map`;
+    downscale_factor and image_size: see `read_blender_view`."""
     frames = {
         split: read_blender_split(
-            getattr(listing, split), sequence_name=sequence_name, downscale_factor=downscale_factor, bg_color=bg_color
+            getattr(listing, split), sequence_name=sequence_name, downscale_factor=downscale_factor, bg_color=bg_color,
+            image_size=image_size,
         )
         for split in SPLITS
     }
@@ -177,12 +182,13 @@ def read_blender_split(
     sequence_name: str,
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
+    image_size: Optional[int] = None,
 ) -> List[FrameData]:
     """The frames of a listed split, each a single-frame FrameData made from its ViewRecord
     (`read_blender_view`; see the module doc). When some frames have depth, a frame without a
     depth file gets depth unknown (0) everywhere."""
     views = [read_blender_view(listing, frame, sequence_name=sequence_name, downscale_factor=downscale_factor,
-                               bg_color=bg_color) for frame in listing.items]
+                               bg_color=bg_color, image_size=image_size) for frame in listing.items]
     sizes = {view.image_size_hw for view in views}
     if len(sizes) > 1:
         raise BlenderFormatError(f"{listing.transforms}: the images have different sizes {sorted(sizes)}; "
@@ -207,6 +213,7 @@ def read_blender_view(
     downscale_factor: int = 1,
     bg_color: Sequence[float] = (0.0, 0.0, 0.0),
     fg_mask: bool = True,
+    image_size: Optional[int] = None,
 ) -> ViewRecord:
     """One frame of a listed split as a ViewRecord.
 
@@ -215,15 +222,18 @@ def read_blender_view(
     depth_kind "metric"; 0 = no surface, unknown) or None; intrinsics: fx = fy = 0.5 * w /
     tan(0.5 * camera_angle_x), principal point at the image centre; camera_to_world: the
     transform_matrix with the camera's y and z axes flipped (OpenGL to OpenCV); label type
-    "synthetic"; frame: the frame number. At downscale_factor > 1 as `_frame_images`.
+    "synthetic"; frame: the frame number. At downscale_factor > 1, then with image_size (the longer
+    side of images larger than that, in pixels), smaller by area averaging as `_frame_images`.
     """
     if downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor}")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be a number of pixels >= 1 (or None), got {image_size}")
     if len(bg_color) != 3:
         raise ValueError(f"bg_color must be 3 numbers (R, G, B in [0, 1]), got {list(bg_color)}")
     rgba = _read_rgba(listing.transforms, frame.index, frame.image_path)
     depth = _read_depth(listing.transforms, frame.index, frame.image_path, rgba.shape[:2])
-    image_rgb, alpha, depth_map, _ = _frame_images(rgba, depth, downscale_factor, bg_color)
+    image_rgb, alpha, depth_map, _ = _frame_images(rgba, depth, downscale_factor, bg_color, image_size)
     h, w = image_rgb.shape[1:]
     focal = 0.5 * w / math.tan(0.5 * listing.camera_angle_x)
     intrinsics = torch.tensor([[focal, 0.0, w / 2.0], [0.0, focal, h / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
@@ -323,24 +333,34 @@ def _read_depth(path: str, index: int, image_path: str, size_hw: Tuple[int, int]
 
 
 def _frame_images(
-    rgba: np.ndarray, depth: Optional[np.ndarray], factor: int, bg_color: Sequence[float]
+    rgba: np.ndarray, depth: Optional[np.ndarray], factor: int, bg_color: Sequence[float],
+    image_size: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """image_rgb (3, h, w) over bg_color, fg_probability (1, h, w), depth and depth mask (1, h, w).
 
     rgba: (H, W, 4) straight alpha; depth: (H, W) or None. At factor > 1 the premultiplied colour and
     the alpha are averaged over factor x factor blocks (sizes that are not multiples of the factor
-    lose their last rows / columns); a depth pixel is valid only where all its block is (depth > 0),
-    and 0 elsewhere. NumPy, not torch: torch's thread pool makes these small operations slow.
+    lose their last rows / columns); then, when image_size is set and the longer side is larger,
+    they are averaged over the areas of an image of that longer side (`area_resize`, aspect kept).
+    A depth pixel is valid only where all its area is (depth > 0), and 0 elsewhere. NumPy, not
+    torch: torch's thread pool makes these small operations slow.
     """
-    alpha = area_downscale(rgba[..., 3:], factor)
-    premultiplied = area_downscale(rgba[..., :3] * rgba[..., 3:], factor)
+    size_hw = None if image_size is None else capped_size_hw((rgba.shape[0] // factor, rgba.shape[1] // factor),
+                                                              image_size)
+
+    def smaller(image: np.ndarray) -> np.ndarray:
+        image = area_downscale(image, factor)
+        return image if size_hw is None else area_resize(image, size_hw)
+
+    alpha = smaller(rgba[..., 3:])
+    premultiplied = smaller(rgba[..., :3] * rgba[..., 3:])
     background = np.asarray(bg_color, dtype=np.float32)
     image_rgb = np.clip(premultiplied + background * (1.0 - alpha), 0.0, 1.0)
     depth_map = depth_mask = None
     if depth is not None:
         valid = (depth > 0).astype(np.float32)[..., None]
-        depth_mask = (area_downscale(valid, factor) > 1.0 - 1e-6).astype(np.float32)
-        depth_map = area_downscale(depth[..., None] * valid, factor) * depth_mask
+        depth_mask = (smaller(valid) > 1.0 - 1e-6).astype(np.float32)
+        depth_map = smaller(depth[..., None] * valid) * depth_mask
     return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
                  for a in (image_rgb, alpha, depth_map, depth_mask))
 
@@ -351,6 +371,38 @@ def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
         return image
     h, w, c = image.shape[0] // factor, image.shape[1] // factor, image.shape[2]
     return image[: h * factor, : w * factor].reshape(h, factor, w, factor, c).mean(axis=(1, 3))
+
+
+def capped_size_hw(size_hw: Tuple[int, int], longer_side: int) -> Optional[Tuple[int, int]]:
+    """(h, w) of an image of size_hw scaled so that its longer side is `longer_side` pixels (aspect
+    kept, sides rounded, at least 1); None when the image is not larger than that already."""
+    h, w = size_hw
+    if max(h, w) <= longer_side:
+        return None
+    scale = longer_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def area_resize(image: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    """(H, W, C) -> (h, w, C) with h <= H, w <= W: each output pixel the mean of the input area it
+    covers (input pixels that it covers in part count in proportion), as `area_downscale` for
+    any ratio; equal to it when the ratios are integers."""
+    (H, W, c), (h, w) = image.shape, size_hw
+    rows = _area_weights(H, h).astype(np.float32)  # (h, H)
+    columns = _area_weights(W, w).astype(np.float32)  # (w, W)
+    out = (rows @ image.astype(np.float32).reshape(H, W * c)).reshape(h, W, c)  # rows first
+    out = columns @ out.transpose(1, 0, 2).reshape(W, h * c)  # then columns: (w, h * c)
+    return np.ascontiguousarray(out.reshape(w, h, c).transpose(1, 0, 2))
+
+
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights: row i is the share of each input pixel in output pixel i's span
+    [i, i + 1) * n_in / n_out; each row sums to 1."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    starts, ends = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(ends, pixels + 1) - np.maximum(starts, pixels), 0.0, None)
+    return overlap / (n_in / n_out)
 
 
 def write_blender_split(
@@ -415,8 +467,14 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
     downscale_factor: int = 1  # integer image downscaling by area averaging (2: 800x800 -> 400x400)
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind transparent pixels; NeRF's white_bkgd is 1,1,1
     n_known_frames_for_test: Optional[int] = None  # k: each test batch is a test frame + k random train frames
+    # Longer image side in pixels (after downscale_factor): larger images are area-averaged down to
+    # it, aspect kept (64: 800x800 -> 64x64; +preset=quick sets it); None: downscale_factor only.
+    image_size: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"BlenderDatasetMapProvider.image_size={self.image_size}: expected a number of pixels "
+                              f">= 1, or null to keep the size downscale_factor gives")
         self._files: Optional[DatasetMap] = None
 
     def data_path(self) -> Optional[str]:
@@ -438,6 +496,7 @@ class BlenderDatasetMapProvider(DatasetMapProviderBase):
             downscale_factor=self.downscale_factor,
             bg_color=tuple(self.bg_color),
             n_known_frames_for_test=self.n_known_frames_for_test,
+            image_size=self.image_size,
         )
 
 
