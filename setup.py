@@ -50,6 +50,7 @@ setup(
         "console_scripts": [
             "recon_runner=recon_trainer.cli.runner:main",
             "recon_visualizer=recon_trainer.cli.visualizer:main",
+            "recon_import_implicitron=recon_trainer.cli.import_implicitron:main",  # an Implicitron exp_dir as our run
         ],
     },
 )

@@ -80,9 +80,10 @@ def state_dict_mismatch(model: torch.nn.Module, state: Dict[str, torch.Tensor], 
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     reshaped = [
-        f"{key}: {tuple(state[key].shape)} saved, {tuple(value.shape)} configured"
+        f"{key}: {tuple(getattr(state[key], 'shape', ()))} saved, {tuple(value.shape)} configured"
         for key, value in expected.items()
-        if key in state and tuple(state[key].shape) != tuple(value.shape)
+        if key in state and isinstance(value, torch.Tensor)  # (extra states, e.g. an autodecoder's names, have none)
+        and tuple(getattr(state[key], "shape", ())) != tuple(value.shape)
     ]
     parts = []
     for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
