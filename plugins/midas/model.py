@@ -13,7 +13,7 @@ from recon_trainer.models.base import EvaluationMode, ModelBase
 from recon_trainer.models.depth_predictor import DepthPrediction
 
 from .batch import DepthBatch
-from .decoder import MidasDecoder
+from .decoder import DECODER_VARIANTS, MidasDecoder
 from .depth_maps import write_depth_maps
 from .encoders import MidasEncoderBase
 from .input_transform import RESIZE_METHODS, SIZE_MULTIPLE, normalize_image, resize_image, target_size
@@ -30,6 +30,10 @@ def _default_loss_weights() -> Dict[str, float]:
 @registry.register
 class MidasModel(ModelBase):
     """Encoder (slot) + MiDaS fusion decoder, predicting relative inverse depth.
+
+    The decoder is MidasNet's (v2.1) or DPT's (`decoder_variant`, decoder.py). `pretrained_path`
+    loads one of MiDaS's released checkpoints (released.py: v2.1 large, DPT-Large) into a model
+    configured with its architecture (midas_redweb; +preset=dpt_large).
 
     forward(batch, evaluation_mode): batch.image_rgb (B, 3, H, W) in [0, 1], any H, W. The image is
     resized (aspect ratio kept, sides multiples of 32, see input_transform.target_size) with
@@ -48,6 +52,8 @@ class MidasModel(ModelBase):
     encoder: MidasEncoderBase
     encoder_class_type: str = "ResNetEncoder"
     features: int = 256  # channels of the decoder (MiDaS: 256; tiny CPU models: 32)
+    # fusion decoder: midas_v21 (MidasNet), dpt (DPT), auto: the encoder's own (dpt for ViTEncoder)
+    decoder_variant: str = choice_field("auto", ("auto",) + DECODER_VARIANTS)
     net_size: int = 384  # the side length the input is resized towards (pixels)
     # upper_bound (fit inside net_size), lower_bound (cover it) or minimal
     resize_method: str = choice_field("upper_bound", RESIZE_METHODS)
@@ -61,16 +67,30 @@ class MidasModel(ModelBase):
     loss_weights: Dict[str, float] = dataclasses.field(  # objective = Σ weight · loss over loss_ssi, loss_grad
         default_factory=_default_loss_weights
     )
+    # a released MiDaS checkpoint (midas_v21_384.pt, dpt_large_384.pt) whose weights replace the initialisation
+    pretrained_path: str = ""
 
     param_groups = {"encoder": "encoder"}  # the (pretrained) encoder gets its own learning rate
 
     def __post_init__(self) -> None:
         self._check_fields()
         run_auto_creation(self)
-        self.decoder = MidasDecoder(self.encoder.stage_channels(), self.features)
+        variant = self.encoder.decoder_variant() if self.decoder_variant == "auto" else self.decoder_variant
+        self.decoder = MidasDecoder(self.encoder.stage_channels(), self.features, variant)
+        if self.pretrained_path:
+            from .released import load_released_checkpoint
+
+            load_released_checkpoint(self, self.pretrained_path)
 
     def _check_fields(self) -> None:
         check_choices(self)
+        encoder_args = getattr(self, f"encoder_{self.encoder_class_type}_args", None) or {}
+        if self.pretrained_path and encoder_args.get("weights_path"):
+            raise ConfigError(
+                f"MidasModel.pretrained_path={self.pretrained_path!r} and encoder_{self.encoder_class_type}_args."
+                f"weights_path={encoder_args['weights_path']!r} are both set; expected one (the checkpoint holds the "
+                f"encoder too)"
+            )
         if not 0.0 <= self.trim_fraction < 1.0:
             raise ConfigError(f"MidasModel.trim_fraction={self.trim_fraction}: expected 0 <= value < 1")
         for key in ("features", "net_size", "gradient_scales"):
