@@ -13,11 +13,13 @@ import torch
 
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
-from recon_trainer.models.mlp import MLPWithInputSkips
+from recon_trainer.models.mlp import MLPWithInputSkips, fast_paths_enabled
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
 from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code, check_latent_dim
 from recon_trainer.rendering.ray_bundle import RayBundle
+
+from .fused_field import fused_radiance_field
 
 
 @registry.register
@@ -91,8 +93,28 @@ class NeuralRadianceFieldImplicitFunction(ImplicitFunctionBase):
             latent.append(broadcast_code(global_code, points.shape[:-1]))
         check_latent_dim(latent, self.latent_dim, type(self).__name__, "(view pooling + global code)")
         parts = ([self.xyz_embedding(points)] if self.input_xyz else []) + latent
-        embedding = torch.cat(parts, dim=-1)
-        features = self.xyz_encoder(embedding, embedding)
-        densities, colors = self.head(features, directions)
+        embedding = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        if fast_paths_enabled(embedding.device):
+            densities, colors = self._fused_field(embedding, directions)
+        else:  # the plain path, the fused one's reference
+            features = self.xyz_encoder(embedding, embedding)
+            densities, colors = self.head(features, directions)
         return densities, colors, {}
+
+    def _fused_field(self, embedding: torch.Tensor, directions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """xyz_encoder then head as one fused computation (fused_field.py): embedding (B, ..., P, D),
+        directions (B, ..., 3) -> raw densities (B, ..., P, 1), colours (B, ..., P, color_dim)."""
+        head = self.head
+        unit_directions = torch.nn.functional.normalize(directions, dim=-1)
+        direction_term = head.color_direction_layer(head.direction_embedding(unit_directions))
+        return fused_radiance_field(
+            embedding,
+            direction_term,
+            self.xyz_encoder.layers,
+            self.xyz_encoder.input_skips,
+            head.density_layer,
+            head.intermediate_layer,
+            head.color_feature_layer,
+            head.color_output_layer,
+        )
 

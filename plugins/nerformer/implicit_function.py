@@ -20,6 +20,7 @@ import torch
 
 from recon_trainer.config import registry
 from recon_trainer.data.cameras import PerspectiveCameras
+from recon_trainer.models.mlp import fast_paths_enabled
 from recon_trainer.models.radiance_head import RadianceHead
 from recon_trainer.rendering.harmonic_embedding import HarmonicEmbedding
 from recon_trainer.rendering.implicit_function import ImplicitFunctionBase, broadcast_code, check_latent_dim
@@ -103,13 +104,25 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
             if camera is None:
                 raise ValueError("NeRFormerImplicitFunction: xyz_ray_dir_in_camera_coords needs the camera")
             points, directions = camera.world_to_view_any(points), camera.directions_to_view(directions)
-        if self.input_xyz:
-            embedding = self.xyz_embedding(points)
-            latent.insert(0, embedding[..., None, :].expand(*embedding.shape[:-1], n_views, embedding.shape[-1]))
-        per_view = torch.cat(latent, dim=-1)  # (T, ..., P, N, C)
+        embedding = self.xyz_embedding(points) if self.input_xyz else None
         n_points = points_world.shape[-2]
-        flat = per_view.reshape(-1, n_points, n_views, per_view.shape[-1])
-        features = self.transformer(flat, flat).reshape(*points_world.shape[:-1], self.n_hidden_neurons_xyz)
+        if fast_paths_enabled(points_world.device):
+            # The per-view input's parts as they are (the embedding once per point, the code
+            # once per target), never concatenated: see ViewRayTransformer.forward_grid.
+            parts = [view_features.reshape(-1, n_points, n_views, view_features.shape[-1])]
+            if embedding is not None:
+                parts.insert(0, embedding.reshape(-1, n_points, 1, embedding.shape[-1]))
+            if global_code is not None:
+                n_rays = parts[0].shape[0] // global_code.shape[0]
+                parts.append(global_code[:, None, :].expand(-1, n_rays, -1).reshape(-1, 1, 1, global_code.shape[-1]))
+            features = self.transformer.forward_grid(parts)
+        else:  # the plain path, the fast one's reference
+            if embedding is not None:
+                latent.insert(0, embedding[..., None, :].expand(*embedding.shape[:-1], n_views, embedding.shape[-1]))
+            per_view = torch.cat(latent, dim=-1)  # (T, ..., P, N, C)
+            flat = per_view.reshape(-1, n_points, n_views, per_view.shape[-1])
+            features = self.transformer(flat, flat)
+        features = features.reshape(*points_world.shape[:-1], self.n_hidden_neurons_xyz)
         densities, colors = self.head(features, directions)
         return densities, colors, {}
 

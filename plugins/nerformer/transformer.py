@@ -4,13 +4,23 @@ The sample points of a batch of rays carry one feature vector per source view. E
 attends across the source views of every point, then along the points of every ray separately for
 each view, and narrows the width by `dim_down_factor`. Last, a softmax over learned per-view
 scores pools the views into one feature vector per point.
+
+Two paths compute the same function from the same parameters. The plain one (`forward`) moves
+the data between the two attentions: (rays x points, views) sequences, then (rays x views,
+points) ones. The fast one (`forward_grid`, taken by NeRFormerImplicitFunction on CPU, see
+`recon_trainer.models.mlp.fast_paths_enabled`) keeps one (rays, points, views, width) layout
+throughout and hands scaled_dot_product_attention strided views of it for either axis, with the
+query/key/value projections as three matmuls, so no transposed copies (and their gradients'
+copies) are made; its first and skip layers read the point, view and code parts of the input
+separately (`split_linear`) instead of their concatenation.
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 
 N_ATTENTION_HEADS = 4  # heads of every attention layer (NeRFormer's choice)
 
@@ -38,6 +48,40 @@ class AttentionBlock(torch.nn.Module):
         attended, _ = self.attention(x, x, x, need_weights=False)
         h = self.attention_norm(x + attended)
         return self.output_norm(self.project(h) + self.feed_forward(h))
+
+    def forward_grid(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        """forward on the sequences along one axis of a grid, without moving the data.
+
+        x: (M, P, N, d_in) contiguous; axis 1 attends along P (for each m, n), axis 2 along N
+        (for each m, p). Returns (M, P, N, d_out), equal to forward on the sequences up to float
+        rounding.
+        """
+        m, p, n, d = x.shape
+        attention = self.attention
+        heads = attention.num_heads
+        weight, bias = attention.in_proj_weight, attention.in_proj_bias
+
+        def sequences(t: torch.Tensor) -> torch.Tensor:
+            """(M, P, N, d) -> a (batch, heads, L, d / heads) view for scaled_dot_product_attention."""
+            if axis == 2:
+                return t.view(m * p, n, heads, d // heads).transpose(1, 2)
+            return t.view(m, p, n * heads, d // heads).transpose(1, 2)  # heads of every view at once
+
+        query, key, value = (
+            sequences(F.linear(x, weight[i * d:(i + 1) * d], bias[i * d:(i + 1) * d])) for i in range(3)
+        )
+        dtype = query.dtype
+        if dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu":
+            # CPU's attention kernel is several times slower in bf16 than in float32 at these
+            # head widths (5-20): attend in float32 (the softmax and sums are more exact, too).
+            with torch.autocast("cpu", enabled=False):
+                attended = F.scaled_dot_product_attention(query.float(), key.float(), value.float()).to(dtype)
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value)
+        attended = attended.transpose(1, 2).reshape(m, p, n, d)
+        h = self.attention_norm(_add(F.linear(attended, attention.out_proj.weight, attention.out_proj.bias), x))
+        first, _, second = self.feed_forward
+        return self.output_norm(_add(second(first(h).relu_()), self.project(h)))
 
 
 def layer_widths(hidden_dim: int, n_layers: int, dim_down_factor: float) -> List[int]:
@@ -93,6 +137,18 @@ class ViewRayTransformer(torch.nn.Module):
         self.view_score = torch.nn.Linear(widths[-1], 1)
         self.last = torch.nn.Linear(widths[-1], output_dim)
 
+    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The fast path of forward(x, x): the per-view input x given as parts concatenated along
+        the channels, parts[i] (M or 1, P or 1, N or 1, C_i) broadcasting to (M, P, N, C_i)
+        (e.g. a point embedding shared by the views). -> (M, P, output_dim)."""
+        y = split_linear(self.first, parts)
+        for i, (view_block, ray_block) in enumerate(zip(self.view_blocks, self.ray_blocks)):
+            if str(i) in self.skip_layers:
+                y = _add(split_linear(self.skip_layers[str(i)], parts), y)
+            y = ray_block.forward_grid(view_block.forward_grid(y, axis=2), axis=1)
+        weights = torch.softmax(self.view_score(y), dim=2)  # (M, P, N, 1)
+        return self.last((weights * y).sum(dim=2))
+
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """x (M, P, N, input_dim), skip (M, P, N, skip_dim) -> (M, P, output_dim).
 
@@ -110,3 +166,40 @@ class ViewRayTransformer(torch.nn.Module):
             y = y.reshape(m, n, p, -1).transpose(1, 2)
         weights = torch.softmax(self.view_score(y), dim=2)  # (M, P, N, 1)
         return self.last((weights * y).sum(dim=2))
+
+
+def split_linear(layer: torch.nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """layer(cat(parts, -1)) with broadcasting parts, without the concatenation: the sum of each
+    part through its slice of the weight's columns. parts[i] (..., C_i), broadcasting together to
+    (..., sum C_i); sum C_i = layer.in_features."""
+    starts, start = [], 0
+    for part in parts:
+        starts.append(start)
+        start += part.shape[-1]
+    if start != layer.in_features:
+        raise ValueError(f"split_linear: parts of {start} channels for a layer of {layer.in_features} inputs")
+    shape = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    # a part of the full shape first, so that the others add to its output in place
+    order = sorted(range(len(parts)), key=lambda i: (parts[i].shape[:-1] != shape, -parts[i].numel()))
+    out: Optional[torch.Tensor] = None
+    for i in order:
+        weight = layer.weight[:, starts[i]:starts[i] + parts[i].shape[-1]]
+        if out is None:
+            out = F.linear(parts[i], weight, layer.bias)
+            if out.shape[:-1] != shape:
+                out = out.expand(*shape, layer.out_features).contiguous()
+        else:
+            out = _add(out, F.linear(parts[i], weight))
+    assert out is not None
+    return out
+
+
+def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """fresh + other, in place into `fresh` (a linear layer's output, which its backward does not
+    read) when that keeps the promoted dtype (under autocast a bf16 output plus a float32 tensor
+    is added out of place, in float32, as the plain path does)."""
+    if fresh.dtype == torch.promote_types(fresh.dtype, other.dtype) and fresh.shape == torch.broadcast_shapes(
+        fresh.shape, other.shape
+    ):
+        return fresh.add_(other)
+    return fresh + other

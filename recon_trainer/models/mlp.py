@@ -1,10 +1,36 @@
-"""MLPWithInputSkips: a ReLU MLP that re-reads its input at chosen layers (NeRF's skip connections)."""
+"""MLPWithInputSkips: a ReLU MLP that re-reads its input at chosen layers (NeRF's skip connections).
+
+Also the switch between fused fast paths (e.g. NeRF's fused field, plugins/nerf/fused_field.py)
+and the plain modules they must agree with: `fast_paths_enabled`, `reference_paths`.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import threading
+from typing import Iterator, Sequence
 
 import torch
+
+_fast_paths = threading.local()
+
+
+def fast_paths_enabled(device: torch.device) -> bool:
+    """Whether fused fast paths may run on `device`: CPU only (the GPU keeps the plain modules),
+    and not inside `reference_paths()`."""
+    return device.type == "cpu" and getattr(_fast_paths, "enabled", True)
+
+
+@contextlib.contextmanager
+def reference_paths() -> Iterator[None]:
+    """Within this context (in this thread) every fused fast path takes its plain reference path;
+    used by the parity tests and by tools/bench_nvs.py to count the FLOPs of the plain layers."""
+    previous = getattr(_fast_paths, "enabled", True)
+    _fast_paths.enabled = False
+    try:
+        yield
+    finally:
+        _fast_paths.enabled = previous
 
 
 class MLPWithInputSkips(torch.nn.Module):
@@ -48,5 +74,5 @@ class MLPWithInputSkips(torch.nn.Module):
         for i, layer in enumerate(self.layers):
             if i in self.input_skips:
                 y = torch.cat([y, skip], dim=-1)
-            y = torch.relu(layer(y))
+            y = layer(y).relu_()  # in place: the linear layer's backward does not read its output
         return y

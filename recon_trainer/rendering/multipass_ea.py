@@ -31,7 +31,7 @@ class MultiPassEmissionAbsorptionRenderer(BaseRenderer):
     density_noise_std_train: float = 0.0  # std of Gaussian noise added to densities in training
     return_weights: bool = False  # put each pass's sample weights (B, ..., P) in aux["weights"]
     blurpool_weights: bool = False  # smooth the weights before sampling (mip-NeRF)
-    sample_pdf_eps: float = 1e-5  # added to the weights before sampling
+    sample_pdf_eps: float = 1e-5  # extra mass after the last bin in importance sampling (sample_pdf)
 
     def __post_init__(self) -> None:
         run_auto_creation(self)

@@ -20,7 +20,8 @@ class RendererOutput:
     """What a renderer returns for rays of shape (B, ...).
 
     features: (B, ..., C) rendered features (colours).
-    depths: (B, ..., 1) expected view-space depth.
+    depths: (B, ..., 1) expected ray length: the distance along the ray with the raysampler's
+        unit_directions (Implicitron's default), the view-space depth without.
     masks: (B, ..., 1) opacity.
     prev_stage: the previous (coarser) pass's output, None for the first pass.
     aux: extra per-ray outputs, e.g. "weights" (B, ..., P).

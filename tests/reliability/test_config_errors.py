@@ -125,8 +125,8 @@ def test_preset_typo_names_the_override_and_the_presets(tmp_path):
     result = run(RUNNER + NERF + ["+preset=quik", "--cfg", "job"], cwd=tmp_path)
     assert assert_reported(result) == (
         "recon_runner: error: command-line override '+preset=quik': config 'quik' not found in group 'preset'; "
-        "did you mean 'quick'? configs in 'preset': dpt_large, midas_quick, moge_quick, moge_quick_v2, quick, spann3r_quick, "
-        "symphonies_quick"
+        "did you mean 'quick'? configs in 'preset': dpt_large, midas_quick, moge_quick, moge_quick_v2, quick, "
+        "spann3r_quick, symphonies_quick"
     )
 
 
