@@ -374,8 +374,7 @@ def main() -> None:
     if args.implicitron and importlib.util.find_spec("pytorch3d") is None:
         print(f"--implicitron: pytorch3d does not import in {sys.executable}; timing ours only")
         args.implicitron = None
-    print(HEADER)
-    matmul = {}
+    print(HEADER, flush=True)
     common = ["--steps", str(args.steps), "--max-render-pixels", str(args.max_render_pixels)]
     common += ["--reference"] * args.reference
     for name in args.configs:
@@ -389,17 +388,15 @@ def main() -> None:
                 if result.returncode != 0:
                     print(f"{' '.join(run[:2])}: failed\n{result.stderr[-2000:]}")
                     continue
-                r = json.loads(result.stdout.strip().splitlines()[-1])
-                matmul[(r["device"], r["precision"])] = r["matmul_gflops"]
-                print(format_row(r))
-    for (device, precision), gflops in matmul.items():
-        print(f"measured {precision} matmul on {device}: {gflops:.0f} GFLOP/s (median over the timed steps)")
+                print(format_row(json.loads(result.stdout.strip().splitlines()[-1])), flush=True)
+    print("matmul: the GFLOP/s of a 2048 x 2048 matmul in the row's precision, measured before each timed step "
+          "(median); the fractions compare each step with the measurement just before it")
 
 
 HEADER = (
     f"{'config':17} {'prec':5} {'rays/step':>9} {'s/step':>8} {'rays/s':>8} {'GFLOP/step':>10} {'GFLOP/s':>8} "
-    f"{'of matmul':>9} {'(CPU t)':>8} {'render':>10} {'full render s':>13} {'of matmul':>9} {'(CPU t)':>8} "
-    f"{'peak MiB':>9}"
+    f"{'matmul':>7} {'of matmul':>9} {'(CPU t)':>8} {'render':>10} {'full render s':>13} {'of matmul':>9} "
+    f"{'(CPU t)':>8} {'peak MiB':>9}"
 )
 
 
@@ -408,7 +405,7 @@ def format_row(r: dict) -> str:
     mark = "~" if r["render_extrapolated"] else " "
     return (
         f"{r['config']:17} {r['precision']:5} {r['rays_per_step']:9d} {r['step_s']:8.2f} {r['rays_per_s']:8.0f} "
-        f"{r['step_gflop']:10.1f} {r['achieved_gflops']:8.1f} {r['fraction_of_matmul']:9.1%} "
+        f"{r['step_gflop']:10.1f} {r['achieved_gflops']:8.1f} {r['matmul_gflops']:7.0f} {r['fraction_of_matmul']:9.1%} "
         f"{r['fraction_of_matmul_cpu']:8.1%} {r['render_size']:>10} {mark}{r['render_s']:12.2f} "
         f"{r['render_fraction_of_matmul']:9.1%} {r['render_fraction_of_matmul_cpu']:8.1%} {r['peak_memory_mib']:9.0f}"
     )
