@@ -1,10 +1,9 @@
 """Experiment: the root of every config, with its four slots and the run-wide settings."""
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import torch
-from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
 from recon_trainer.config import Configurable, remove_unused_components, run_auto_creation
@@ -31,6 +30,9 @@ from recon_trainer.training.run_directory import (
 )
 from recon_trainer.training.session import TrainingSession
 from recon_trainer.training.training_loop import TrainingLoopBase
+
+if TYPE_CHECKING:  # accelerate is imported where a run starts: --cfg job and --help never load it
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class Experiment(Configurable):
         finally:
             lock.release()
 
-    def _take_lock(self, accelerator: Accelerator, lock: ExpDirLock) -> None:
+    def _take_lock(self, accelerator: "Accelerator", lock: ExpDirLock) -> None:
         """The main process takes exp_dir's lock; when it cannot, every process stops."""
         error = None
         if accelerator.is_main_process:
@@ -102,7 +104,7 @@ class Experiment(Configurable):
         if error is not None:
             raise error
 
-    def _run_locked(self, accelerator: Accelerator, overrides: Optional[Sequence[str]]) -> None:
+    def _run_locked(self, accelerator: "Accelerator", overrides: Optional[Sequence[str]]) -> None:
         torch.autograd.set_detect_anomaly(self.detect_anomaly)
         _, dataloaders = self.data_source.get_datasets_and_dataloaders()
         model = self.model_factory(exp_dir=self.exp_dir)

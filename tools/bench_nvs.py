@@ -56,9 +56,7 @@ CONFIGS = {
     "nerf_quick": ("repro_singleseq_nerf_blender", ["+preset=quick"]),
     "srn": ("repro_singleseq_srn", []),
     "idr": ("repro_singleseq_idr", []),
-    # Rendering 16000 rays x 48 points x 9 source views at once needs over 24 GiB: smaller render
-    # chunks (the same image, less memory) let it run on a CPU machine.
-    "nerformer": ("repro_singleseq_nerformer", [f"{MODEL}.chunk_size_grid=2000"]),
+    "nerformer": ("repro_singleseq_nerformer", []),
 }
 # configs that --implicitron also times with Implicitron's GenericModel (its repro_singleseq_nerf)
 IMPLICITRON_CONFIGS = ("nerf",)

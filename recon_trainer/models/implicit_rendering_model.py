@@ -74,7 +74,7 @@ class ImplicitRenderingModel(ModelBase):
     render_image_height: int = 400  # height of full-grid renders (pixels)
     mask_threshold: float = 0.5  # fg_probability > this is foreground when masking
     bg_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # masked-out background (match the raymarcher's bg_color)
-    chunk_size_grid: int = 4096  # rays rendered at once in full-grid mode (over the whole batch)
+    chunk_size_grid: int = 4096  # full-grid mode: sampled points per chunk of each image (Implicitron's rule)
     render_features_dimensions: int = 3  # channels the implicit function and renderer produce
     n_train_target_views: int = 1  # the first frames of a training batch that are rendered; -1 = all
     # "mask_sample" (rays drawn within mask_crop) or "full_grid"

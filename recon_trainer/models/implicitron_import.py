@@ -17,8 +17,7 @@ The config translation: our config mirrors Implicitron's (`<member>_class_type`,
 `<member>_<Impl>_args`), so keys carry over except
 - the root slots' implementations are renamed (`IMPLEMENTATION_RENAMES`, e.g.
   ImplicitronTrainingLoop -> ReconTrainingLoop), store_checkpoints_purge becomes
-  checkpoint_keep_last (purge + 1 files kept), chunk_size_grid counts rays here, not points
-  (divided by the raysampler's points per ray in evaluation);
+  checkpoint_keep_last (purge + 1 files kept);
 - keys without a counterpart here are left out and listed (`LEFT_OUT` and what plugins add):
   visdom settings, path managers, the metrics' slots, log_vars (ours are used), ...; a model key
   that changes the computation must hold the only value we implement (e.g.
@@ -298,7 +297,6 @@ def translate_config(implicitron: Mapping[str, Any], dst: str) -> Translation:
     translation.tree = _translate_node(implicitron, schema, "", False, translation)
     translation.tree["exp_dir"] = os.path.abspath(dst)
     _resume_from_the_import(translation.tree)
-    _convert_chunk_size(translation.tree, schema, translation)
     return translation
 
 
@@ -408,24 +406,6 @@ def _resume_from_the_import(tree: Dict[str, Any]) -> None:
     factory_type = tree.get("model_factory_class_type", "ReconModelFactory")
     factory = tree.setdefault(f"model_factory_{factory_type}_args", {})
     factory.update(resume=True, resume_epoch=-1, force_resume=False)
-
-
-def _convert_chunk_size(tree: Dict[str, Any], schema: Any, translation: Translation) -> None:
-    """Implicitron's chunk_size_grid counts points (rays x the raysampler's points per ray in
-    evaluation), ours counts rays; only memory and speed depend on it."""
-    from omegaconf import OmegaConf
-
-    _, model, dotted = _model_node(tree)
-    if "chunk_size_grid" not in model:
-        return
-    sampler_type = model.get("raysampler_class_type", OmegaConf.select(schema, f"{dotted}.raysampler_class_type"))
-    sampler = model.get(f"raysampler_{sampler_type}_args", {})
-    n_pts = sampler.get("n_pts_per_ray_evaluation", OmegaConf.select(
-        schema, f"{dotted}.raysampler_{sampler_type}_args.n_pts_per_ray_evaluation", default=64))
-    points = int(model["chunk_size_grid"])
-    model["chunk_size_grid"] = max(1, points // max(int(n_pts), 1))
-    translation.renamed.append(f"{dotted}.chunk_size_grid={points} points -> {model['chunk_size_grid']} rays "
-                               f"({n_pts} points per ray)")
 
 
 def drop_unknown_zero_loss_weights(model_args: Any, translation: Translation, dotted: str) -> None:

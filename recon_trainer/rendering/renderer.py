@@ -88,12 +88,16 @@ def render_in_chunks(
     """Render a bundle of any spatial shape (e.g. a full (B, H, W) grid) a chunk of rays at a time.
 
     render: renders a flattened (B, r, ...) bundle (e.g. a partial of the renderer's forward).
-    chunk_size: rays per chunk over the whole batch (each chunk holds ceil(chunk_size / B) rays
-    of every image). The output has the bundle's shape (B, ..., C).
+    chunk_size: sampled points per chunk of each image, Implicitron's rule: the R rays of an
+    image, with P points each in the bundle (P = 0 counts as 1), go in ceil(R * P / chunk_size)
+    chunks of equal size (the last may be smaller); every chunk holds those rays of all B images.
+    The output has the bundle's shape (B, ..., C).
     """
     flat = ray_bundle.flatten()
     b, n_rays = flat.origins.shape[:2]
-    per_chunk = max(1, math.ceil(chunk_size / b))
+    n_points = max(flat.lengths.shape[-1], 1)
+    n_chunks = max(1, math.ceil(n_rays * n_points / chunk_size))
+    per_chunk = math.ceil(n_rays / n_chunks)
     outputs = [render(flat.chunk(start, start + per_chunk)) for start in range(0, n_rays, per_chunk)]
     return cat_renderer_outputs(outputs).reshape_rays(b, n_rays, ray_bundle.spatial_shape)
 

@@ -1,28 +1,32 @@
 """The run's accelerate.Accelerator and what it wraps (one process, or several under `accelerate launch`)."""
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 
 from recon_trainer.data.data_source import DataLoaderMap
 
+if TYPE_CHECKING:  # accelerate is imported where a run starts: --cfg job and --help never load it
+    from accelerate import Accelerator
 
-def create_accelerator(**kwargs: Any) -> Accelerator:
+
+def create_accelerator(**kwargs: Any) -> "Accelerator":
     """A new Accelerator with `kwargs` (mixed_precision, gradient_accumulation_steps, ...).
 
     accelerate keeps one settings state per process and refuses to change it; it is cleared
     first so that another experiment in the same process (tests, notebooks) may choose other
     settings. The process group of a multi-process launch is kept.
     """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
     AcceleratorState._reset_state()
     GradientState._reset_state()
     return Accelerator(**kwargs)
 
 
 def prepare_for_training(
-    accelerator: Accelerator,
+    accelerator: "Accelerator",
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     dataloaders: DataLoaderMap,
@@ -37,6 +41,6 @@ def prepare_for_training(
     )
 
 
-def _prepare_loader(accelerator: Accelerator, loader: Optional[Any]) -> Optional[Any]:
+def _prepare_loader(accelerator: "Accelerator", loader: Optional[Any]) -> Optional[Any]:
     """A torch DataLoader is wrapped; another iterable of batches is returned as it is."""
     return None if loader is None else accelerator.prepare(loader)

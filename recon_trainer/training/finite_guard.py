@@ -1,11 +1,13 @@
 """The finite guard: a NaN or infinite objective or model output stops the run before the
 optimizer steps, with one message that says where, what, and what to try."""
-from typing import Any, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 import torch
-from accelerate import Accelerator
 
 from recon_trainer.errors import NonFiniteError
+
+if TYPE_CHECKING:  # accelerate is imported where a run starts: --cfg job and --help never load it
+    from accelerate import Accelerator
 
 DIVERGED_MAGNITUDE = 1e8  # parameters this large are taken as a sign of a diverged optimizer step
 
@@ -21,7 +23,7 @@ def check_finite_step(
     epoch: int,
     batch_index: int,
     batch: Any,
-    accelerator: Accelerator,
+    accelerator: "Accelerator",
     model: torch.nn.Module,
     last_checkpoint: str,
 ) -> None:

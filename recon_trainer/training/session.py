@@ -1,10 +1,11 @@
 """TrainingSession: what Experiment.run hands a training loop besides the prepared objects."""
 import dataclasses
-from typing import Optional
-
-from accelerate import Accelerator
+from typing import TYPE_CHECKING, Optional
 
 from recon_trainer.training.checkpoints import TrainingCheckpoint
+
+if TYPE_CHECKING:  # accelerate is imported where a run starts: --cfg job and --help never load it
+    from accelerate import Accelerator
 
 
 @dataclasses.dataclass
@@ -18,7 +19,7 @@ class TrainingSession:
         already restored from it; None for a fresh run.
     """
 
-    accelerator: Accelerator
+    accelerator: "Accelerator"
     seed: int
     config_yaml: str = ""
     checkpoint: Optional[TrainingCheckpoint] = None

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, ContextManager, Dict, Iterable, List, Map
 
 import torch
 import tqdm
-from accelerate import skip_first_batches
 
 from recon_trainer.config import ConfigError
 from recon_trainer.data import epoch_hooks
@@ -279,6 +278,8 @@ class Trainer:
         if first == 0:
             return loader
         if isinstance(loader, torch.utils.data.DataLoader):
+            from accelerate import skip_first_batches
+
             return skip_first_batches(loader, first)
         return itertools.islice(loader, first, None)
 

@@ -121,3 +121,20 @@ def test_cfg_job_resolve_is_left_to_hydra(stored_root, capsys):
     finally:
         GlobalHydra.instance().clear()
     assert capsys.readouterr().out == expected and "${" not in expected
+
+
+def test_cfg_job_leaves_run_time_libraries_unimported(tmp_path):
+    """Composing a config imports torch and the plugins, but none of the libraries only a run, a
+    dataset or a logger needs (the issue's start-up list, plus accelerate)."""
+    script = (
+        "import sys\n"
+        "from recon_trainer.cli.runner import main\n"
+        "try:\n"
+        "    main(['--config-name', 'repro_singleseq_nerf', '--cfg', 'job'])\n"
+        "finally:\n"
+        "    lazy = ('accelerate', 'torchvision', 'timm', 'scipy', 'h5py', 'mlflow', 'trimesh', 'lpips', 'matplotlib')\n"
+        "    print('IMPORTED:', ','.join(m for m in lazy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].strip() == "IMPORTED:"

@@ -60,7 +60,7 @@ def test_chunked_full_grid_rendering_equals_a_single_chunk():
     with torch.no_grad():
         model.chunk_size_grid = 10**6
         whole = model(frames, evaluation_mode=EVAL)
-        model.chunk_size_grid = 7  # 256 rays in 37 chunks, the last one partial
+        model.chunk_size_grid = 7 * 16  # points: 256 rays of 16 samples in 37 chunks, the last one partial
         chunked = model(frames, evaluation_mode=EVAL)
     for key in ("images_render", "depths_render", "masks_render", "loss_rgb_mse", "loss_prev_stage_rgb_mse"):
         assert torch.allclose(whole[key], chunked[key], atol=1e-6), key

@@ -1,9 +1,11 @@
 """RayBundle: ray points and the reshaping used to render in chunks."""
+import dataclasses
+
 import pytest
 import torch
 
 from recon_trainer.rendering.ray_bundle import RayBundle
-from recon_trainer.rendering.renderer import RendererOutput, cat_renderer_outputs
+from recon_trainer.rendering.renderer import RendererOutput, cat_renderer_outputs, render_in_chunks
 
 
 def grid_bundle() -> RayBundle:
@@ -62,3 +64,28 @@ def test_cat_and_reshape_renderer_outputs():
     assert joined.aux["global"] is parts[0].aux["global"]  # not per ray: from the first chunk
     assert joined.prev_stage.depths.shape == (2, 3, 4, 1)
     torch.testing.assert_close(joined.features[:, 2, 2:], parts[2].features)
+
+
+@pytest.mark.parametrize(
+    "n_points, chunk_size, expected_rays",
+    [
+        (5, 60, [12]),  # 12 rays x 5 points fit one chunk of 60 points
+        (5, 25, [4, 4, 4]),  # ceil(60 / 25) = 3 chunks of equal size
+        (5, 35, [6, 6]),
+        (5, 5, [1] * 12),  # one ray per chunk
+        (5, 7, [2] * 6),  # ceil(60 / 7) = 9 chunks of ceil(12 / 9) = 2 rays: 6 of them hold all
+        (0, 5, [4, 4, 4]),  # no points (e.g. a ray marcher choosing its own) count as one
+    ],
+)
+def test_chunks_count_points_per_image_as_implicitron(n_points, chunk_size, expected_rays):
+    """Implicitron's chunk_generator: ceil(R * max(P, 1) / chunk_size) chunks of ceil(R / n_chunks) rays."""
+    bundle = dataclasses.replace(grid_bundle(), lengths=torch.rand(2, 3, 4, n_points))
+    seen = []
+
+    def render(rays: RayBundle) -> RendererOutput:
+        seen.append(rays.origins.shape[:2])
+        return RendererOutput(features=rays.origins, depths=rays.origins[..., :1], masks=rays.origins[..., :1])
+
+    output = render_in_chunks(render, bundle, chunk_size)
+    assert [tuple(shape) for shape in seen] == [(2, r) for r in expected_rays]
+    torch.testing.assert_close(output.features, bundle.origins)

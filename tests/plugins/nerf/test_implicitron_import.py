@@ -90,7 +90,7 @@ def test_written_run_directory(tmp_path):
     assert list(k for k in model if k.startswith("implicit_function_")) == [
         "implicit_function_class_type", "implicit_function_NeuralRadianceFieldImplicitFunction_args"]
     assert model["num_passes"] == 2 and (model["render_image_height"], model["render_image_width"]) == (12, 16)
-    assert model["chunk_size_grid"] == 8  # Implicitron's 64 points = 8 rays of 8 points
+    assert model["chunk_size_grid"] == 64  # points per chunk, as in Implicitron
     assert config["training_loop_class_type"] == "ReconTrainingLoop"
     assert config["exp_dir"] == str(dst)
     checkpoint = load_checkpoint(str(dst / "checkpoint_epoch_00000000.pth"))

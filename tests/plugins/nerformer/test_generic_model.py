@@ -52,7 +52,7 @@ def test_full_grid_render_does_not_depend_on_the_chunk_size():
     batch = sphere_batch((0.0, 90.0, 200.0), size=RENDER_SIZE)
     with torch.no_grad():
         whole = model(batch, evaluation_mode=EvaluationMode.EVALUATION)
-        model.chunk_size_grid = 7
+        model.chunk_size_grid = 7 * 6  # points: 64 rays of 6 samples in 10 chunks
         chunked = model(batch, evaluation_mode=EvaluationMode.EVALUATION)
     assert whole["images_render"].shape == (1, 3, RENDER_SIZE, RENDER_SIZE)
     for key in ("images_render", "depths_render", "masks_render"):
