@@ -57,6 +57,8 @@ CONFIGS = {
     "srn": ("repro_singleseq_srn", []),
     "idr": ("repro_singleseq_idr", []),
     "nerformer": ("repro_singleseq_nerformer", []),
+    "nerformer_compiled": ("repro_singleseq_nerformer", [
+        f"{MODEL}.implicit_function_NeRFormerImplicitFunction_args.compile_transformer_on_cpu=true"]),
 }
 # configs that --implicitron also times with Implicitron's GenericModel (its repro_singleseq_nerf)
 IMPLICITRON_CONFIGS = ("nerf",)

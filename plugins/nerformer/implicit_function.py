@@ -51,6 +51,9 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
     n_hidden_neurons_xyz: int = 80  # width of the first transformer layer and of the pooled point features
     n_layers_xyz: int = 2  # transformer layers (each: attention across views, then along the ray)
     append_xyz: Tuple[int, ...] = (1,)  # transformer layers that re-read the input (added after a linear map)
+    # Ours. CPU only: run the transformer through torch.compile (needs a C++ compiler; each new
+    # input shape compiles first, tens of seconds); falls back to uncompiled with one warning.
+    compile_transformer_on_cpu: bool = False
 
     def __post_init__(self) -> None:
         self.xyz_embedding = HarmonicEmbedding(self.n_harmonic_functions_xyz, append_input=True)
@@ -115,7 +118,10 @@ class NeRFormerImplicitFunction(ImplicitFunctionBase):
             if global_code is not None:
                 n_rays = parts[0].shape[0] // global_code.shape[0]
                 parts.append(global_code[:, None, :].expand(-1, n_rays, -1).reshape(-1, 1, 1, global_code.shape[-1]))
-            features = self.transformer.forward_grid(parts)
+            if self.compile_transformer_on_cpu:
+                features = self.transformer.compiled_forward_grid(parts)
+            else:
+                features = self.transformer.forward_grid(parts)
         else:  # the plain path, the fast one's reference
             if embedding is not None:
                 latent.insert(0, embedding[..., None, :].expand(*embedding.shape[:-1], n_views, embedding.shape[-1]))

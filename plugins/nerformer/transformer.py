@@ -13,16 +13,35 @@ throughout and hands scaled_dot_product_attention strided views of it for either
 query/key/value projections as three matmuls, so no transposed copies (and their gradients'
 copies) are made; its first and skip layers read the point, view and code parts of the input
 separately (`split_linear`) instead of their concatenation.
+
+A third, `compiled_forward_grid`, runs forward_grid through torch.compile (opt-in:
+NeRFormerImplicitFunction.compile_transformer_on_cpu): the attention across the few source views
+is then written out (`attend_few`), which Inductor fuses into a loop over the points, where torch's
+attention kernel spends most of its time on per-sequence overhead at 4 views and head width 5-20.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import logging
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+logger = logging.getLogger(__name__)
+
 N_ATTENTION_HEADS = 4  # heads of every attention layer (NeRFormer's choice)
+
+
+def attend_few(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """scaled_dot_product_attention written out for short sequences: (B, H, L, D) each -> (B, H, L, D).
+
+    The scores are broadcast products summed over D and the output a weighted sum over the L keys,
+    so a compiler fuses each into one pass over the batch instead of B x H tiny matrix products
+    (eager PyTorch runs it slower than the attention kernel: it is used under torch.compile only).
+    """
+    scores = (query.unsqueeze(3) * key.unsqueeze(2)).sum(-1) * query.shape[-1] ** -0.5  # (B, H, L, L)
+    return (scores.softmax(-1).unsqueeze(-1) * value.unsqueeze(2)).sum(3)
 
 
 class AttentionBlock(torch.nn.Module):
@@ -49,12 +68,12 @@ class AttentionBlock(torch.nn.Module):
         h = self.attention_norm(x + attended)
         return self.output_norm(self.project(h) + self.feed_forward(h))
 
-    def forward_grid(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+    def forward_grid(self, x: torch.Tensor, axis: int, written_out_attention: bool = False) -> torch.Tensor:
         """forward on the sequences along one axis of a grid, without moving the data.
 
         x: (M, P, N, d_in) contiguous; axis 1 attends along P (for each m, n), axis 2 along N
         (for each m, p). Returns (M, P, N, d_out), equal to forward on the sequences up to float
-        rounding.
+        rounding. written_out_attention: attend across N with `attend_few` (for torch.compile).
         """
         m, p, n, d = x.shape
         attention = self.attention
@@ -70,14 +89,15 @@ class AttentionBlock(torch.nn.Module):
         query, key, value = (
             sequences(F.linear(x, weight[i * d:(i + 1) * d], bias[i * d:(i + 1) * d])) for i in range(3)
         )
+        attend = attend_few if written_out_attention and axis == 2 else F.scaled_dot_product_attention
         dtype = query.dtype
         if dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu":
             # CPU's attention kernel is several times slower in bf16 than in float32 at these
             # head widths (5-20): attend in float32 (the softmax and sums are more exact, too).
             with torch.autocast("cpu", enabled=False):
-                attended = F.scaled_dot_product_attention(query.float(), key.float(), value.float()).to(dtype)
+                attended = attend(query.float(), key.float(), value.float()).to(dtype)
         else:
-            attended = F.scaled_dot_product_attention(query, key, value)
+            attended = attend(query, key, value)
         attended = attended.transpose(1, 2).reshape(m, p, n, d)
         h = self.attention_norm(_add(F.linear(attended, attention.out_proj.weight, attention.out_proj.bias), x))
         first, _, second = self.feed_forward
@@ -137,15 +157,17 @@ class ViewRayTransformer(torch.nn.Module):
         self.view_score = torch.nn.Linear(widths[-1], 1)
         self.last = torch.nn.Linear(widths[-1], output_dim)
 
-    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward_grid(self, parts: Sequence[torch.Tensor], written_out_attention: bool = False) -> torch.Tensor:
         """The fast path of forward(x, x): the per-view input x given as parts concatenated along
         the channels, parts[i] (M or 1, P or 1, N or 1, C_i) broadcasting to (M, P, N, C_i)
-        (e.g. a point embedding shared by the views). -> (M, P, output_dim)."""
+        (e.g. a point embedding shared by the views). -> (M, P, output_dim).
+        written_out_attention: see AttentionBlock.forward_grid."""
         y = split_linear(self.first, parts)
         for i, (view_block, ray_block) in enumerate(zip(self.view_blocks, self.ray_blocks)):
             if str(i) in self.skip_layers:
                 y = _add(split_linear(self.skip_layers[str(i)], parts), y)
-            y = ray_block.forward_grid(view_block.forward_grid(y, axis=2), axis=1)
+            y = view_block.forward_grid(y, axis=2, written_out_attention=written_out_attention)
+            y = ray_block.forward_grid(y, axis=1)
         weights = torch.softmax(self.view_score(y), dim=2)  # (M, P, N, 1)
         return self.last((weights * y).sum(dim=2))
 
@@ -166,6 +188,32 @@ class ViewRayTransformer(torch.nn.Module):
             y = y.reshape(m, n, p, -1).transpose(1, 2)
         weights = torch.softmax(self.view_score(y), dim=2)  # (M, P, N, 1)
         return self.last((weights * y).sum(dim=2))
+
+    def compiled_forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """forward_grid through torch.compile, with the attention across views written out.
+
+        The first call with a new input shape compiles (tens of seconds on a CPU; after a second
+        shape the sizes are compiled as symbols). Where compiling fails (e.g. no C++ compiler),
+        one warning says why and forward_grid runs uncompiled from then on, in every instance.
+        """
+        global _compiled_forward_grid, _compile_failed
+        if not _compile_failed:
+            if _compiled_forward_grid is None:
+                _compiled_forward_grid = torch.compile(ViewRayTransformer.forward_grid, dynamic=False)
+            try:
+                return _compiled_forward_grid(self, parts, written_out_attention=True)
+            except Exception as error:  # torch's compile errors have no common base class
+                _compile_failed = True
+                first_line = str(error).splitlines()[0] if str(error) else ""
+                logger.warning("NerFormer: torch.compile failed (%s: %s); running the transformer uncompiled",
+                               type(error).__name__, first_line)
+        return self.forward_grid(parts)
+
+
+# ViewRayTransformer.forward_grid compiled once per process, at its first use (not per instance: a
+# module's copy, e.g. an EMA model, must run its own weights); _compile_failed: never try again.
+_compiled_forward_grid: Optional[Callable[..., torch.Tensor]] = None
+_compile_failed = False
 
 
 def split_linear(layer: torch.nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tensor:

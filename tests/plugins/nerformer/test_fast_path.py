@@ -1,12 +1,16 @@
 """NerFormer's fast path (ViewRayTransformer.forward_grid, split first/skip layers) against the plain one."""
 
+import logging
+import shutil
 import statistics
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recon_trainer_plugins.nerformer.implicit_function import NeRFormerImplicitFunction
-from recon_trainer_plugins.nerformer.transformer import AttentionBlock, split_linear
+from recon_trainer_plugins.nerformer import transformer
+from recon_trainer_plugins.nerformer.transformer import AttentionBlock, attend_few, split_linear
 from recon_trainer.models.mlp import reference_paths
 from recon_trainer.rendering.ray_bundle import RayBundle
 
@@ -112,3 +116,42 @@ def test_fast_path_in_evaluation_without_gradients():
         with reference_paths():
             expected = function(ray_bundle=bundle, fun_viewpool=viewpool, global_code=code)
     assert (got[0] - expected[0]).abs().max() < 1e-5 and (got[1] - expected[1]).abs().max() < 1e-5
+
+
+def test_written_out_attention_equals_the_attention_kernel():
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(6, 4, 3, 5, dtype=torch.float64) for _ in range(3))  # (B, H, L, D)
+    expected = F.scaled_dot_product_attention(query, key, value)
+    assert torch.allclose(attend_few(query, key, value), expected, atol=1e-12)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="torch.compile needs C++")
+def test_compiled_transformer_matches_the_uncompiled_fast_path(monkeypatch):
+    monkeypatch.setattr(transformer, "_compiled_forward_grid", None)
+    monkeypatch.setattr(transformer, "_compile_failed", False)
+    inputs = function_and_inputs(torch.float32, global_dim=4)
+    expected = run(*inputs)
+    inputs[0].compile_transformer_on_cpu = True
+    got = run(*inputs)
+    assert transformer._compiled_forward_grid is not None and not transformer._compile_failed
+    assert (got[0] - expected[0]).abs().max() < 1e-5 and (got[1] - expected[1]).abs().max() < 1e-5
+    for g, e in zip(got[2], expected[2]):
+        assert (g - e).abs().max() <= 1e-4 * e.abs().max() + 1e-6
+
+
+def test_a_failing_compile_warns_once_and_runs_uncompiled(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\n(details)")
+
+    monkeypatch.setattr(transformer, "_compiled_forward_grid", broken)
+    monkeypatch.setattr(transformer, "_compile_failed", False)
+    inputs = function_and_inputs(torch.float32)
+    expected = run(*inputs)
+    inputs[0].compile_transformer_on_cpu = True
+    with caplog.at_level(logging.WARNING, logger=transformer.__name__):
+        first, second = run(*inputs), run(*inputs)
+    assert [r.getMessage() for r in caplog.records] == [
+        "NerFormer: torch.compile failed (RuntimeError: no C++ compiler found); running the transformer uncompiled"]
+    assert transformer._compile_failed
+    for got in (first, second):
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
