@@ -33,7 +33,7 @@ member (implicit function, renderer, global encoder, ...) is mapped by the
 `ImplicitronImplementation` registered for its class (`register_implicitron_implementation`): a
 method plugin registers its own from its folder, so this module names none; an implicit function
 without one cannot be imported, nor a member listed in NOT_AT_PARITY (it would load but render
-otherwise than Implicitron's: today the ResNet feature extractor of the +WCE methods). Other
+otherwise than Implicitron's, or has not been checked: today the +WCE methods' feature extractor). Other
 members keep their keys. The result must fit the translated model exactly (same keys and
 shapes), else the import stops naming the tensors.
 """
@@ -126,8 +126,8 @@ IMPLICITRON_SEMANTICS: Dict[str, Dict[str, Any]] = {
 # Members whose implementation loads but does not yet render as Implicitron's: member -> {class: why}.
 NOT_AT_PARITY: Dict[str, Dict[str, str]] = {
     "image_feature_extractor": {
-        "ResNetFeatureExtractor": "its features differ from Implicitron's (Implicitron scales the L2-normalised stage "
-        "features by 1/sqrt(number of stages) and pools the rescaled image, not the full-resolution one)",
+        "ResNetFeatureExtractor": "its feature maps equal Implicitron's, but a render through view pooling has no "
+        "parity check against an Implicitron checkpoint yet",
     },
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, Optional, Tuple
 
@@ -62,8 +63,12 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
 
     The network is randomly initialised unless `weights_path` names a torchvision state dict of the
     same architecture (e.g. the file torchvision downloads for `resnet34`). Output keys:
-    "res_layer_<s>" (B, proj_dim or the stage's channels, h_s, w_s) for s in `stages`, "mask"
-    (B, 1, H, W) and "image" (B, 3, H, W) at the input resolution.
+    "res_layer_<s>" (B, C_s, h_s, w_s) for s in `stages`, "mask" (B, 1, H, W) at the input
+    resolution and "image" (B, 3, H', W') resized by image_rescale, all multiplied by
+    feature_rescale. As Implicitron's: a stage is projected to proj_dim channels only when it has
+    more (C_s = min(proj_dim, channels) for proj_dim > 0), and L2-normalised stage features are
+    scaled by 1 / sqrt(number of stages), so that all of them together have unit length
+    (tests/models/test_resnet_feature_extractor_parity.py).
     """
 
     # torchvision architecture: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
@@ -73,12 +78,12 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     normalize_image: bool = True  # standardise the image with the ImageNet mean and std first
     image_rescale: float = 0.16  # resize the image by this factor before the network (128 / 800)
     first_max_pool: bool = True  # keep the max-pooling after the first convolution
-    proj_dim: int = 32  # 1x1-convolve each stage's output to this many channels (<= 0: keep them)
-    l2_norm: bool = True  # L2-normalise each stage's feature vectors
+    proj_dim: int = 32  # 1x1-convolve each wider stage's output to this many channels (<= 0: keep them)
+    l2_norm: bool = True  # L2-normalise each stage's feature vectors (then x 1/sqrt(number of stages))
     add_masks: bool = True  # append the foreground mask as a feature map (ones when none is given)
     add_images: bool = True  # append the input image as a feature map
     global_average_pool: bool = False  # replace each stage's map by its spatial mean (constant map)
-    feature_rescale: float = 1.0  # multiply the stage features by this
+    feature_rescale: float = 1.0  # multiply every returned map (stages, mask, image) by this
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -97,10 +102,10 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
         layers = (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
         self.layers = torch.nn.ModuleList(layers[: max(self.stages)])
         channels = STAGE_CHANNELS[self.name]
-        if self.proj_dim > 0:
-            self.projections = torch.nn.ModuleDict(
-                {str(s): torch.nn.Conv2d(channels[s - 1], self.proj_dim, kernel_size=1) for s in self.stages}
-            )
+        self.projections = torch.nn.ModuleDict(
+            {str(s): torch.nn.Conv2d(channels[s - 1], self.proj_dim, kernel_size=1)
+             for s in self.stages if self._projected(s)}
+        )
 
     def _resnet(self) -> torch.nn.Module:
         """The torchvision network, random or loaded from weights_path."""
@@ -111,8 +116,11 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
             load_weights_file(resnet, self.weights_path, "ResNetFeatureExtractor", f"torchvision {self.name}")
         return resnet
 
+    def _projected(self, stage: int) -> bool:
+        return 0 < self.proj_dim < STAGE_CHANNELS[self.name][stage - 1]
+
     def _stage_dim(self, stage: int) -> int:
-        return self.proj_dim if self.proj_dim > 0 else STAGE_CHANNELS[self.name][stage - 1]
+        return self.proj_dim if self._projected(stage) else STAGE_CHANNELS[self.name][stage - 1]
 
     def get_feat_dims(self) -> int:
         """Channels of all returned maps together."""
@@ -121,10 +129,11 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
     def forward(self, imgs: torch.Tensor, masks: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """imgs (B, 3, H, W) in [0, 1], masks (B, 1, H, W) -> named maps (see the class docstring)."""
         feats: Dict[str, torch.Tensor] = {}
+        resized = imgs
+        if self.image_rescale != 1.0:
+            resized = F.interpolate(imgs, scale_factor=self.image_rescale, mode="bilinear", align_corners=False)
         if self.stages:
-            x = imgs
-            if self.image_rescale != 1.0:
-                x = F.interpolate(x, scale_factor=self.image_rescale, mode="bilinear", align_corners=False)
+            x = resized
             if self.normalize_image:
                 x = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
             x = self.stem(x)
@@ -135,14 +144,16 @@ class ResNetFeatureExtractor(FeatureExtractorBase):
         if self.add_masks:
             feats[MASK_FEATURE_NAME] = imgs.new_ones(imgs.shape[0], 1, *imgs.shape[2:]) if masks is None else masks
         if self.add_images:
-            feats[IMAGE_FEATURE_NAME] = imgs
+            feats[IMAGE_FEATURE_NAME] = resized
+        if self.feature_rescale != 1.0:
+            feats = {name: feature * self.feature_rescale for name, feature in feats.items()}
         return feats
 
     def _stage_features(self, stage: int, x: torch.Tensor) -> torch.Tensor:
-        if self.proj_dim > 0:
+        if self._projected(stage):
             x = self.projections[str(stage)](x)
         if self.global_average_pool:
             x = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
         if self.l2_norm:
-            x = F.normalize(x, dim=1)
-        return x * self.feature_rescale
+            x = F.normalize(x, dim=1) / math.sqrt(len(self.stages))
+        return x

@@ -87,7 +87,8 @@ def test_translation_renames_leaves_out_and_sets_implicitron_semantics():
     ({"a_key_from_the_future": 1}, "a_key_from_the_future=1: this Implicitron setting has no counterpart"),
     ({"global_encoder_class_type": "SomethingNew"}, "recon_trainer has no SomethingNew"),
     ({"implicit_function_class_type": "IdrFeatureField"}, "importing its weights is not supported"),
-    ({"image_feature_extractor_class_type": "ResNetFeatureExtractor"}, "not supported yet: its features differ"),
+    ({"image_feature_extractor_class_type": "ResNetFeatureExtractor"},
+     "not supported yet: its feature maps equal Implicitron's, but"),
 ])
 def test_model_settings_that_cannot_be_reproduced_stop_the_import(model, message):
     tree = implicitron_tree()

@@ -35,7 +35,8 @@ def test_stage_maps_images_and_masks_with_their_channels():
         "image": (2, 3, 32, 32),
     }
     assert model.get_feat_dims() == sum(s[1] for s in shapes.values()) == 4 * 32 + 4
-    assert torch.allclose(feats["res_layer_2"].norm(dim=1), torch.ones(2, 4, 4), atol=1e-5)  # l2_norm
+    # l2_norm, scaled by 1/sqrt(4 stages) as Implicitron's: the 4 stages together have unit length
+    assert torch.allclose(feats["res_layer_2"].norm(dim=1), torch.full((2, 4, 4), 0.5), atol=1e-5)
     assert torch.equal(feats["mask"], masks) and torch.equal(feats["image"], imgs)
     assert torch.all(model(imgs)["mask"] == 1.0)  # no mask given
 
@@ -47,8 +48,11 @@ def test_options_change_the_maps():
     assert list(feats) == ["res_layer_2"] and feats["res_layer_2"].shape == (2, 128, 8, 8)
     assert model.get_feat_dims() == 128
     assert torch.allclose(feats["res_layer_2"], feats["res_layer_2"][..., :1, :1].expand(-1, -1, 8, 8))
-    rescaled = extractor(image_rescale=0.5, stages=(1,))(torch.rand(1, 3, 32, 32))
-    assert rescaled["res_layer_1"].shape[-2:] == (4, 4) and rescaled["image"].shape[-2:] == (32, 32)
+    image, mask = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    rescaled = extractor(image_rescale=0.5, stages=(1,), feature_rescale=3.0)(image, mask)
+    assert rescaled["res_layer_1"].shape[-2:] == (4, 4) and rescaled["image"].shape[-2:] == (16, 16)
+    torch.testing.assert_close(rescaled["mask"], 3.0 * mask)  # feature_rescale scales every map
+    assert extractor(stages=(1, 2), proj_dim=64).get_feat_dims() == 64 + 64 + 4  # stage 1 has 64: kept
 
 
 def test_gradients_reach_the_network():
