@@ -21,13 +21,11 @@ Fixture layout: {"backbone": {key: tensor} (stem.* and layers.*, Implicitron's k
 {"args": {field: value}, "images": (2, 3, 48, 40), "masks": (2, 1, 48, 40), "state_dict": {key:
 tensor} (the case's other tensors: proj_layers.*), "outputs": {name: tensor}}}}.
 """
-import argparse
-import glob
 import os
-import sys
 from typing import Any, Dict
 
 import torch
+from reference import pytorch3d_args
 
 CASES: Dict[str, Dict[str, Any]] = {
     "normed": dict(stages=(1, 2), proj_dim=16, l2_norm=True, image_rescale=0.5, first_max_pool=True),
@@ -38,20 +36,11 @@ CASES: Dict[str, Dict[str, Any]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pytorch3d_repo", default=None,
-                        help="facebookresearch/pytorch3d checkout, used when built in place (else the installed one)")
-    parser.add_argument("--out", required=True, help="output folder of resnet_features.pt")
-    args = parser.parse_args()
-    if args.pytorch3d_repo and glob.glob(os.path.join(args.pytorch3d_repo, "pytorch3d", "_C*")):
-        sys.path.insert(0, os.path.abspath(args.pytorch3d_repo))
-    import pytorch3d
+    args = pytorch3d_args(__doc__.splitlines()[0], "resnet_features.pt")
     from pytorch3d.implicitron.models.feature_extractor.resnet_feature_extractor import ResNetFeatureExtractor
     from pytorch3d.implicitron.tools.config import expand_args_fields
 
-    print(f"pytorch3d {pytorch3d.__version__} from {os.path.dirname(pytorch3d.__file__)}")
     expand_args_fields(ResNetFeatureExtractor)
-    os.makedirs(args.out, exist_ok=True)
     cases, backbone = {}, None
     for index, (name, fields) in enumerate(CASES.items()):
         torch.manual_seed(100 + index)

@@ -32,13 +32,11 @@ Fixture layout: {"cases": {name: {"frame": {field: tensor}, "render": {"image_re
 "average": {"cases": [names], "metrics": {key: float}}} where "average" is average_per_batch_results
 over the named cases' metric dicts.
 """
-import argparse
-import glob
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 import torch
+from reference import pytorch3d_args
 
 H, W = 16, 16
 AVERAGED = ["clamp", "full", "no_fg", "empty_depth", "empty_fg", "soft_crop", "small_depth"]  # black background
@@ -135,18 +133,9 @@ def run_eval_batch(case: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pytorch3d_repo", default=None,
-                        help="facebookresearch/pytorch3d checkout, used when built in place (else the installed one)")
-    parser.add_argument("--out", required=True, help="output folder of metrics.pt")
-    args = parser.parse_args()
-    if args.pytorch3d_repo and glob.glob(os.path.join(args.pytorch3d_repo, "pytorch3d", "_C*")):
-        sys.path.insert(0, os.path.abspath(args.pytorch3d_repo))
-    import pytorch3d
+    args = pytorch3d_args(__doc__.splitlines()[0], "metrics.pt")
     from pytorch3d.implicitron.evaluation.evaluate_new_view_synthesis import average_per_batch_results
 
-    print(f"pytorch3d {pytorch3d.__version__} from {os.path.dirname(pytorch3d.__file__)}")
-    os.makedirs(args.out, exist_ok=True)
     generator = torch.Generator().manual_seed(16)
     names: List[str] = ["clamp", "full", "full_f32", "no_fg", "no_depth", "empty_depth", "empty_fg", "soft_crop",
                         "small_depth", "bg_color", "lpips_stub"]

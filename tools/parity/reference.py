@@ -24,3 +24,23 @@ def reference_args(description: str, produces: str, repo: str = "moge_repo",
     sys.path.insert(0, os.path.abspath(getattr(args, repo)))
     os.makedirs(args.out, exist_ok=True)
     return args
+
+
+def pytorch3d_args(description: str, produces: str) -> argparse.Namespace:
+    """Parse --pytorch3d_repo (optional) and --out (created) for the Implicitron fixture scripts: the
+    checkout goes first on sys.path only when it holds a built `pytorch3d/_C*` (else the installed
+    pytorch3d is used); prints which pytorch3d imports."""
+    import glob
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pytorch3d_repo", default=None,
+                        help="facebookresearch/pytorch3d checkout, used when built in place (else the installed one)")
+    parser.add_argument("--out", required=True, help=f"output folder of {produces}")
+    args = parser.parse_args()
+    if args.pytorch3d_repo and glob.glob(os.path.join(args.pytorch3d_repo, "pytorch3d", "_C*")):
+        sys.path.insert(0, os.path.abspath(args.pytorch3d_repo))
+    import pytorch3d
+
+    print(f"pytorch3d {pytorch3d.__version__} from {os.path.dirname(pytorch3d.__file__)}")
+    os.makedirs(args.out, exist_ok=True)
+    return args
