@@ -9,6 +9,7 @@ Run a script as `python tools/parity/make_X.py --moge_repo /path/to/MoGe --out t
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 
@@ -30,8 +31,6 @@ def pytorch3d_args(description: str, produces: str) -> argparse.Namespace:
     """Parse --pytorch3d_repo (optional) and --out (created) for the Implicitron fixture scripts: the
     checkout goes first on sys.path only when it holds a built `pytorch3d/_C*` (else the installed
     pytorch3d is used); prints which pytorch3d imports."""
-    import glob
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--pytorch3d_repo", default=None,
                         help="facebookresearch/pytorch3d checkout, used when built in place (else the installed one)")
